@@ -1,0 +1,70 @@
+"""The conversation Iris sends to a model, the sampling settings, and what a reply reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from app.images import PreparedImage
+
+Role = Literal["user", "assistant"]
+
+
+@dataclass
+class Turn:
+    """One message: text plus any images (user turns only carry images)."""
+
+    role: Role
+    text: str
+    images: list[PreparedImage] = field(default_factory=list)
+
+
+@dataclass
+class Conversation:
+    """A system prompt and the turns so far; the last turn is the user's question."""
+
+    system: str = ""
+    turns: list[Turn] = field(default_factory=list)
+
+    def image_count(self) -> int:
+        return sum(len(t.images) for t in self.turns)
+
+
+@dataclass(frozen=True)
+class GenParams:
+    """Sampling settings for one reply."""
+
+    temperature: float = 0.2
+    top_p: float = 0.95
+    top_k: int = 40
+    repeat_penalty: float = 1.1
+    max_tokens: int = 512
+    seed: int | None = None
+
+
+@dataclass
+class ReplyStats:
+    """What one reply cost, reported under it in the UI and by `iris ask --stats`."""
+
+    device_lm: str = ""
+    device_mmproj: str = ""
+    image_encode_s: float = 0.0
+    images_encoded: int = 0
+    prompt_tokens: int = 0
+    image_tokens: int = 0
+    prompt_tokens_evaluated: int = 0
+    ttft_s: float = 0.0
+    completion_tokens: int = 0
+    decode_tok_s: float = 0.0
+    finish_reason: str = ""
+    context_size: int = 0
+
+    def summary(self) -> str:
+        """A one-line human summary."""
+        return (
+            f"{self.completion_tokens} tokens · {self.decode_tok_s:.1f} tok/s · "
+            f"first token {self.ttft_s:.2f} s · image encode {self.image_encode_s:.2f} s "
+            f"({self.images_encoded} img) · prompt {self.prompt_tokens} tok "
+            f"({self.image_tokens} image, {self.prompt_tokens_evaluated} evaluated) · "
+            f"{self.finish_reason} · LM on {self.device_lm}, mmproj on {self.device_mmproj}"
+        )

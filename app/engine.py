@@ -1,0 +1,666 @@
+"""The inference engine: the only module that imports llama_cpp.
+
+It loads one LM + mmproj pair at a time, renders the conversation with the chat format that fits
+the files, and evaluates it itself through libmtmd rather than through llama-cpp-python's chat
+handlers' __call__: those clear the KV cache on every call, cannot report image-encode time, and
+cannot be stopped during prefill. The handler objects are still used for what they are good at:
+creating the mtmd context and (for the generic MTMD handler) rendering the GGUF's own template.
+
+What is in the KV cache is tracked as a list of units (text token ids, or one tuple per image
+chunk keyed by the image's SHA-256), so a follow-up turn only evaluates what changed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from app.chat import Conversation, GenParams, ReplyStats, Turn
+from app.errors import (
+    AppError,
+    ContextTooLong,
+    ModelLoadFailed,
+    NoModelLoaded,
+    TooManyImages,
+    UnsupportedImage,
+)
+from app.ggufinfo import LMSummary, MMProjSummary, PairInfo, check_pair
+
+logger = logging.getLogger(__name__)
+llama_log = logging.getLogger("app.engine.llama")
+
+# Chat formats Iris knows, and the llama-cpp-python handler class behind each.
+CHAT_HANDLERS = {
+    "llava-1-5": "Llava15ChatHandler",
+    "llava-1-6": "Llava16ChatHandler",
+    "moondream": "MoondreamChatHandler",
+    "nanollava": "NanoLlavaChatHandler",
+    "llama-3-vision-alpha": "Llama3VisionAlphaChatHandler",
+    "minicpm-v-2.6": "MiniCPMv26ChatHandler",
+    "qwen2.5-vl": "Qwen25VLChatHandler",
+    "mtmd": "MTMDChatHandler",
+}
+# Images one message may carry, per chat format (the catalog can say otherwise per model).
+MAX_IMAGES = {
+    "llava-1-5": 4, "llava-1-6": 4, "moondream": 1, "nanollava": 1, "llama-3-vision-alpha": 1,
+    "minicpm-v-2.6": 4, "qwen2.5-vl": 8, "mtmd": 8,
+}
+VICUNA_SYSTEM = (
+    "A chat between a curious human and an artificial intelligence assistant. "
+    "The assistant gives helpful, detailed, and polite answers to the human's questions."
+)
+_IMAGE_URL = "iris-image://{}"
+
+
+def select_chat_format(lm: LMSummary, mm: MMProjSummary) -> str:
+    """Pick the chat format from the files' own metadata (projector type, LM architecture, template)."""
+    ptype, arch, name = mm.projector_type, lm.architecture, lm.name.lower()
+    if ptype == "resampler":
+        return "minicpm-v-2.6"
+    if ptype in ("qwen2.5vl_merger", "qwen25vl"):
+        return "qwen2.5-vl"
+    if ptype in ("mlp", "mlp_norm", "ldp", "ldpv2"):
+        if arch == "phi2":
+            return "moondream"
+        if arch == "qwen2":
+            return "nanollava"
+        if arch == "llama" and "llama-3" in name.replace(" ", "-"):
+            return "llama-3-vision-alpha"
+        if arch == "llama":
+            return "llava-1-6" if mm.has_pinpoints else "llava-1-5"
+    if lm.chat_template:
+        return "mtmd"
+    raise ModelLoadFailed(
+        f"Iris does not know how to talk to this model: its projector type is '{ptype}', its "
+        f"architecture '{arch}', and the LM carries no chat template. Choose a chat format "
+        f"explicitly (one of: {', '.join(CHAT_HANDLERS)})."
+    )
+
+
+@dataclass
+class LoadedModel:
+    """What is resident now and where it runs."""
+
+    lm_path: Path
+    mmproj_path: Path
+    chat_format: str
+    n_ctx: int
+    n_gpu_layers: int
+    n_threads: int
+    device_lm: str
+    device_mmproj: str
+    max_images: int
+    image_tokens: int
+    pair: PairInfo
+
+
+@dataclass
+class _Image:
+    unit: tuple[str, int, int]  # (sha256, n_cells, n_pos)
+
+
+@dataclass
+class _Session:
+    """What sequence 0 of the KV cache holds: text token ids and image units, in order."""
+
+    units: list[Any] = field(default_factory=list)
+
+    def pos(self, upto: int | None = None) -> int:
+        return sum(u[2] if isinstance(u, tuple) else 1 for u in self.units[:upto])
+
+
+def physical_cores() -> int:
+    """Physical CPU cores (llama.cpp runs best with one thread per core, not per hyperthread)."""
+    try:
+        if sys.platform.startswith("linux"):
+            cores = set()
+            phys = core = None
+            with open("/proc/cpuinfo") as fh:
+                for line in fh:
+                    if line.startswith("physical id"):
+                        phys = line.split(":")[1].strip()
+                    elif line.startswith("core id"):
+                        core = line.split(":")[1].strip()
+                    elif not line.strip():
+                        if core is not None:
+                            cores.add((phys, core))
+                        phys = core = None
+            if core is not None:
+                cores.add((phys, core))
+            if cores:
+                return len(cores)
+        elif sys.platform == "darwin":
+            out = subprocess.run(["sysctl", "-n", "hw.physicalcpu"], capture_output=True, text=True)
+            return max(1, int(out.stdout.strip()))
+    except (OSError, ValueError):
+        pass
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+def free_gpu_memory() -> int | None:
+    """Free memory on the first NVIDIA GPU in bytes, or None when it cannot be asked."""
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return None
+    try:
+        out = subprocess.run([smi, "--query-gpu=memory.free", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=10)
+        return int(out.stdout.split()[0]) * 1024 * 1024
+    except (OSError, ValueError, IndexError, subprocess.SubprocessError):
+        return None
+
+
+def auto_gpu_layers(offload_supported: bool, backend: str, model_bytes: int, n_layer: int,
+                    free_bytes: int | None) -> int:
+    """All layers when the model fits free GPU memory, a share otherwise, 0 on a CPU build."""
+    if not offload_supported:
+        return 0
+    if backend == "metal" or free_bytes is None:
+        return -1  # unified memory, or no way to ask: let llama.cpp place everything
+    budget = free_bytes * 0.9 - 512 * 1024 * 1024  # room for KV cache and compute buffers
+    if model_bytes <= budget:
+        return -1
+    return max(0, int(n_layer * budget / model_bytes))
+
+
+class _LogSink:
+    """Routes llama.cpp and libmtmd log lines to Python logging and remembers device lines."""
+
+    DEVICE_RE = re.compile(
+        r"(using device \S+ \(([^)]*)\)|Device \d+: ([^,\n]+)|CLIP using (\S+) backend|"
+        r"ggml_metal_init: found device: (.+)|GPU name:\s+(.+))"
+    )
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self._pending = ""
+
+    # ggml levels: 1 debug, 2 info, 3 warn, 4 error, 5 continuation of the previous line.
+    LEVELS = {1: logging.DEBUG, 2: logging.DEBUG, 3: logging.WARNING, 4: logging.ERROR}
+
+    def __call__(self, level: int, text: bytes, _user: Any) -> None:
+        msg = self._pending + text.decode("utf-8", errors="replace")
+        if level != 5:
+            self._level = self.LEVELS.get(level, logging.DEBUG)
+        if not msg.endswith("\n"):
+            self._pending = msg
+            return
+        self._pending = ""
+        for line in msg.splitlines():
+            if self.DEVICE_RE.search(line):
+                self.lines.append(line.strip())
+                del self.lines[:-50]
+            llama_log.log(getattr(self, "_level", logging.DEBUG), "%s", line)
+
+
+class LlamaCppEngine:
+    """One resident LLaVA-style model, streaming replies; safe to stop from another thread."""
+
+    def __init__(self) -> None:
+        # A plain Lock, not an RLock: Gradio resumes a streaming generator on different worker
+        # threads, and an RLock may only be released by the thread that took it.
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._llama: Any = None
+        self._handler: Any = None
+        self._mctx: Any = None
+        self._session = _Session()
+        self.model: LoadedModel | None = None
+        self.last_stats: ReplyStats | None = None
+        self.reuse_kv = True
+        self._sink = _LogSink()
+        self._log_cb: Any = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def _import(self) -> Any:
+        import llama_cpp
+        import llama_cpp.llama_chat_format  # noqa: F401
+        import llama_cpp.mtmd_cpp as mtmd_cpp
+
+        if self._log_cb is None:
+            # Keep a reference: ctypes callbacks are freed when the Python object is.
+            self._log_cb = llama_cpp.llama_log_callback(self._sink)
+        self._route_logs()
+        return llama_cpp
+
+    def _route_logs(self) -> None:
+        """Send llama.cpp's and libmtmd's chatter to our log; loading a model resets mtmd's."""
+        import llama_cpp
+        import llama_cpp.mtmd_cpp as mtmd_cpp
+
+        llama_cpp.llama_log_set(self._log_cb, ctypes.c_void_p(0))
+        mtmd_cpp.mtmd_log_set(self._log_cb, ctypes.c_void_p(0))
+        mtmd_cpp.mtmd_helper_log_set(self._log_cb, ctypes.c_void_p(0))
+
+    @staticmethod
+    def backend() -> str:
+        """Which accelerator this build of llama-cpp-python offers: cuda, metal, other-gpu or cpu."""
+        import llama_cpp
+
+        if not llama_cpp.llama_supports_gpu_offload():
+            return "cpu"
+        info = llama_cpp.llama_print_system_info().decode(errors="replace").upper()
+        if "CUDA" in info:
+            return "cuda"
+        if "METAL" in info or sys.platform == "darwin":
+            return "metal"
+        return "other-gpu"
+
+    def load(self, lm_path: str | Path, mmproj_path: str | Path, *, chat_format: str | None = None,
+             n_ctx: int | None = None, n_gpu_layers: int | None = None,
+             n_threads: int | None = None, max_images: int | None = None) -> LoadedModel:
+        """Check the pair, close whatever is loaded, load this one; raise AppError on any problem."""
+        pair = check_pair(lm_path, mmproj_path)
+        fmt = chat_format or select_chat_format(pair.lm, pair.mmproj)
+        if fmt not in CHAT_HANDLERS:
+            raise ModelLoadFailed(f"Unknown chat format '{fmt}'. Use one of: {', '.join(CHAT_HANDLERS)}.")
+        if fmt == "mtmd" and not pair.lm.chat_template:
+            raise ModelLoadFailed(
+                f"{pair.lm_info.path.name} carries no chat template, which the generic 'mtmd' format "
+                "needs. Pick the model's dedicated chat format or a GGUF that includes its template."
+            )
+        with self._lock:
+            self._unload_locked()
+            llama_cpp = self._import()
+            from llama_cpp import llama_chat_format as lcf
+
+            backend = self.backend()
+            size = pair.lm_info.file_size + pair.mmproj_info.file_size
+            ngl = n_gpu_layers if n_gpu_layers is not None else auto_gpu_layers(
+                backend != "cpu", backend, size, pair.lm.n_layer,
+                free_gpu_memory() if backend == "cuda" else None)
+            threads = n_threads or physical_cores()
+            ctx = n_ctx or min(pair.lm.n_ctx_train, 4096)
+            self._sink.lines.clear()
+            t0 = time.perf_counter()
+            try:
+                llama = llama_cpp.Llama(
+                    model_path=str(lm_path), n_ctx=ctx, n_batch=min(ctx, 512), n_ubatch=min(ctx, 512),
+                    n_gpu_layers=ngl, n_threads=threads, n_threads_batch=threads,
+                    verbose=False, logits_all=False,
+                )
+            except (ValueError, RuntimeError) as exc:
+                raise ModelLoadFailed(
+                    f"llama.cpp could not load {Path(lm_path).name} ({exc}). The file may be from a "
+                    "newer llama.cpp than this Iris uses, or damaged; try another quantization or "
+                    "download it again."
+                ) from None
+            try:
+                cls = getattr(lcf, CHAT_HANDLERS[fmt])
+                if fmt == "mtmd":
+                    handler = cls(clip_model_path=str(mmproj_path), verbose=False,
+                                  use_gpu=backend != "cpu")
+                else:
+                    handler = cls(clip_model_path=str(mmproj_path), verbose=False)
+                handler._init_mtmd_context(llama)
+                self._route_logs()
+            except (ValueError, RuntimeError) as exc:
+                llama.close()
+                raise ModelLoadFailed(
+                    f"llama.cpp could not load the vision projector {Path(mmproj_path).name} with "
+                    f"{Path(lm_path).name} ({exc}). Pick the mmproj from the same repository as the LM."
+                ) from None
+            self._llama, self._handler, self._mctx = llama, handler, handler.mtmd_ctx
+            self._session = _Session()
+            dev_lm, dev_mm = self._devices(backend, ngl, pair.lm.n_layer)
+            self.model = LoadedModel(
+                lm_path=Path(lm_path), mmproj_path=Path(mmproj_path), chat_format=fmt, n_ctx=ctx,
+                n_gpu_layers=ngl, n_threads=threads, device_lm=dev_lm, device_mmproj=dev_mm,
+                max_images=max_images or MAX_IMAGES[fmt],
+                image_tokens=(pair.mmproj.image_size // pair.mmproj.patch_size) ** 2, pair=pair,
+            )
+            logger.info("loaded %s + %s as %s in %.2f s (LM on %s, mmproj on %s)", Path(lm_path).name,
+                        Path(mmproj_path).name, fmt, time.perf_counter() - t0, dev_lm, dev_mm)
+            return self.model
+
+    def _devices(self, backend: str, ngl: int, n_layer: int) -> tuple[str, str]:
+        lines = self._sink.lines
+        if backend == "cpu":
+            return "CPU", "CPU"
+        gpu_name = None
+        clip_dev = None
+        for line in lines:
+            m = _LogSink.DEVICE_RE.search(line)
+            if not m:
+                continue
+            gpu_name = gpu_name or m.group(2) or m.group(3) or m.group(5) or m.group(6)
+            clip_dev = m.group(4) or clip_dev
+        gpu = f"{backend.upper()} ({gpu_name.strip()})" if gpu_name else backend.upper()
+        layers = n_layer if ngl < 0 else min(ngl, n_layer)
+        lm = f"{gpu}, {layers}/{n_layer} layers" if layers < n_layer else f"{gpu}, all {n_layer} layers"
+        if layers == 0:
+            lm = "CPU"
+        mm = clip_dev or gpu
+        if clip_dev and clip_dev.upper().startswith("CPU"):
+            mm = "CPU"
+        return lm, mm
+
+    def unload(self) -> None:
+        """Free the resident model, if any."""
+        self._stop.set()  # a reply in progress ends within a token and frees the lock
+        with self._lock:
+            self._unload_locked()
+
+    def _unload_locked(self) -> None:
+        if self._llama is not None:
+            try:
+                self._llama.close()  # also frees the mtmd context through its exit stack
+            finally:
+                self._llama = self._handler = self._mctx = None
+                self.model = None
+                self._session = _Session()
+
+    close = unload
+
+    def stop(self) -> None:
+        """Ask the reply in progress to end; returns at once."""
+        self._stop.set()
+
+    # -- prompts -----------------------------------------------------------------------------
+
+    def render(self, conv: Conversation) -> tuple[str, list[Any]]:
+        """The prompt text with media markers, and the images in the order they appear."""
+        if self.model is None:
+            raise NoModelLoaded("No model is loaded. Pick a model first.")
+        from llama_cpp import mtmd_cpp
+
+        marker = mtmd_cpp.mtmd_default_marker().decode()
+        images = [img for t in conv.turns for img in t.images]
+        if self.model.chat_format == "llava-1-5":
+            return _render_vicuna(conv, marker), images
+        messages = _openai_messages(conv)
+        if self.model.chat_format == "mtmd":
+            h, llama = self._handler, self._llama
+            from jinja2.sandbox import ImmutableSandboxedEnvironment
+            import jinja2.ext
+
+            env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+                                                extensions=[jinja2.ext.loopcontrols])
+            env.filters.setdefault("tojson", lambda v, **kw: __import__("json").dumps(v, **kw))
+            tmpl = env.from_string(h._get_chat_template(llama))
+
+            def raise_exception(message: str) -> None:
+                raise ValueError(message)
+
+            text = tmpl.render(
+                messages=h._get_template_messages(messages, marker), add_generation_prompt=True,
+                eos_token=h._decode_token_piece(llama.detokenize([llama.token_eos()])),
+                bos_token=h._decode_token_piece(llama.detokenize([llama.token_bos()])),
+                raise_exception=raise_exception,
+            )
+        else:
+            from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+            h = self._handler
+            if not conv.system and h.DEFAULT_SYSTEM_MESSAGE:
+                messages = [{"role": "system", "content": h.DEFAULT_SYSTEM_MESSAGE}] + messages
+            tmpl = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(
+                h.CHAT_FORMAT)
+            text = tmpl.render(messages=messages, add_generation_prompt=True, self=h,
+                               eos_token=self._llama.detokenize([self._llama.token_eos()]).decode(
+                                   errors="ignore"))
+        for i in range(len(images)):
+            text = text.replace(_IMAGE_URL.format(i), marker)
+        return text, images
+
+    # -- chat --------------------------------------------------------------------------------
+
+    def stream_reply(self, conv: Conversation, params: GenParams | None = None) -> Iterator[str]:
+        """Stream the assistant's reply to conv as text deltas; stats land in last_stats.
+
+        Raises:
+            NoModelLoaded, TooManyImages, ContextTooLong, UnsupportedImage: the request cannot run;
+            the engine stays usable.
+        """
+        params = params or GenParams()
+        with self._lock:
+            if self.model is None:
+                raise NoModelLoaded("No model is loaded. Pick a model first.")
+            self._stop.clear()
+            self._check_images(conv)
+            stats = ReplyStats(device_lm=self.model.device_lm, device_mmproj=self.model.device_mmproj,
+                               context_size=self.model.n_ctx)
+            self.last_stats = stats
+            t_start = time.perf_counter()
+            prompt = self._prefill(conv, stats)
+            if prompt is None:  # stopped during prefill
+                stats.finish_reason = "stopped"
+                return
+            yield from self._generate(prompt, params, stats, t_start)
+
+    def _check_images(self, conv: Conversation) -> None:
+        assert self.model is not None
+        for turn in conv.turns:
+            if turn.role == "user" and len(turn.images) > self.model.max_images:
+                raise TooManyImages(
+                    f"This model accepts at most {self.model.max_images} image"
+                    f"{'s' if self.model.max_images != 1 else ''} per message; this message has "
+                    f"{len(turn.images)}. Send them in separate messages."
+                )
+
+    def _tokenize(self, text: str, images: Sequence[Any]) -> tuple[list[Any], dict[int, Any], Any, list[Any]]:
+        from llama_cpp import mtmd_cpp as M
+
+        bitmaps = []
+        for img in images:
+            buf = (ctypes.c_uint8 * len(img.png)).from_buffer_copy(img.png)
+            bm = M.mtmd_helper_bitmap_init_from_buf(self._mctx, buf, len(img.png), False)
+            if bm is None:
+                for b in bitmaps:
+                    M.mtmd_bitmap_free(b)
+                raise UnsupportedImage(f"{img.name}: the vision encoder could not decode this image.")
+            # Identity comes from content, never from size: two same-sized images must differ.
+            M.mtmd_bitmap_set_id(bm, img.sha256.encode())
+            bitmaps.append(bm)
+        chunks = M.mtmd_input_chunks_init()
+        try:
+            itext = M.mtmd_input_text()
+            raw = text.encode("utf-8")
+            itext.text, itext.text_len = raw, len(raw)
+            itext.add_special, itext.parse_special = True, True
+            arr = (M.mtmd_bitmap_p_ctypes * len(bitmaps))(*bitmaps)
+            rc = M.mtmd_tokenize(self._mctx, chunks, ctypes.byref(itext), arr, len(bitmaps))
+            if rc != 0:
+                raise ContextTooLong(f"The prompt could not be split into text and images (code {rc}).")
+            units: list[Any] = []
+            chunk_at: dict[int, Any] = {}
+            for i in range(M.mtmd_input_chunks_size(chunks)):
+                c = M.mtmd_input_chunks_get(chunks, i)
+                if M.mtmd_input_chunk_get_type(c) == M.MTMD_INPUT_CHUNK_TYPE_TEXT:
+                    n = ctypes.c_size_t()
+                    ptr = M.mtmd_input_chunk_get_tokens_text(c, ctypes.byref(n))
+                    units.extend(ptr[j] for j in range(n.value))
+                else:
+                    cid = (M.mtmd_input_chunk_get_id(c) or b"").decode()
+                    chunk_at[len(units)] = c
+                    units.append((cid, M.mtmd_input_chunk_get_n_tokens(c), M.mtmd_input_chunk_get_n_pos(c)))
+            return units, chunk_at, chunks, bitmaps
+        except BaseException:
+            M.mtmd_input_chunks_free(chunks)
+            for b in bitmaps:
+                M.mtmd_bitmap_free(b)
+            raise
+
+    def _prefill(self, conv: Conversation, stats: ReplyStats) -> list[int] | None:
+        """Evaluate what the KV cache lacks; return the prompt token list for sampling."""
+        import llama_cpp as L
+        from llama_cpp import mtmd_cpp as M
+
+        llama, sess = self._llama, self._session
+        text, images = self.render(conv)
+        new, chunk_at, chunks, bitmaps = self._tokenize(text, images)
+        try:
+            cells = sum(u[1] if isinstance(u, tuple) else 1 for u in new)
+            stats.prompt_tokens = cells
+            stats.image_tokens = sum(u[1] for u in new if isinstance(u, tuple))
+            if cells + 8 > llama.n_ctx():
+                raise ContextTooLong(
+                    f"This conversation needs {cells} tokens ({stats.image_tokens} of them for images) "
+                    f"but the model's context holds {llama.n_ctx()}. Start a new conversation, remove "
+                    "images, or raise the context size in Settings."
+                )
+            mem = L.llama_get_memory(llama._ctx.ctx)
+            if not self.reuse_kv or llama.n_tokens != sess.pos():
+                sess.units = []
+                L.llama_memory_clear(mem, True)
+                llama.n_tokens = 0
+            k = 0
+            for a, b in zip(new, sess.units):
+                if a != b:
+                    break
+                k += 1
+            if k == len(new):
+                k -= 1  # the last token must be evaluated again for fresh logits
+            keep = _Session(new[:k]).pos()
+            if k < len(sess.units):
+                if not L.llama_memory_seq_rm(mem, 0, keep, -1):
+                    L.llama_memory_clear(mem, True)
+                    k, keep = 0, 0
+                sess.units = sess.units[:k]
+                llama.n_tokens = keep
+            i = k
+            try:
+                while i < len(new):
+                    if self._stop.is_set():
+                        return None
+                    if isinstance(new[i], tuple):
+                        self._eval_image(chunk_at[i], new[i], stats)
+                        sess.units.append(new[i])
+                        i += 1
+                        continue
+                    j = i
+                    while j < len(new) and not isinstance(new[j], tuple) and j - i < llama.n_batch:
+                        j += 1
+                    llama.eval(new[i:j])
+                    stats.prompt_tokens_evaluated += j - i
+                    sess.units.extend(new[i:j])
+                    i = j
+            except BaseException:
+                # Roll the cache back to the last unit that went in whole.
+                L.llama_memory_seq_rm(mem, 0, sess.pos(), -1)
+                llama.n_tokens = sess.pos()
+                raise
+            return llama.input_ids[: llama.n_tokens].tolist()
+        finally:
+            M.mtmd_input_chunks_free(chunks)
+            for b in bitmaps:
+                M.mtmd_bitmap_free(b)
+
+    def _eval_image(self, chunk: Any, unit: tuple[str, int, int], stats: ReplyStats) -> None:
+        import llama_cpp as L
+        from llama_cpp import mtmd_cpp as M
+
+        llama = self._llama
+        t0 = time.perf_counter()
+        rc = M.mtmd_encode_chunk(self._mctx, chunk)
+        if rc != 0:
+            raise UnsupportedImage(f"The vision encoder failed on an image (code {rc}).")
+        stats.image_encode_s += time.perf_counter() - t0
+        stats.images_encoded += 1
+        embd = M.mtmd_get_output_embd(self._mctx)
+        p0 = llama.n_tokens
+        out = L.llama_pos(p0)
+        rc = M.mtmd_helper_decode_image_chunk(self._mctx, llama._ctx.ctx, chunk, embd, p0, 0,
+                                              llama.n_batch, ctypes.byref(out),
+                                              M.mtmd_helper_post_decode_callback(), None)
+        if rc != 0:
+            raise ContextTooLong(f"The image tokens could not be evaluated (code {rc}).")
+        # Image slots hold no real token ids; a fixed value keeps input_ids deterministic.
+        llama.input_ids[p0:out.value] = 0
+        llama.n_tokens = out.value
+        stats.prompt_tokens_evaluated += unit[1]
+
+    def _generate(self, prompt: list[int], params: GenParams, stats: ReplyStats,
+                  t_start: float) -> Iterator[str]:
+        llama, sess = self._llama, self._session
+        room = llama.n_ctx() - llama.n_tokens - 1
+        max_tokens = max(1, min(params.max_tokens, room))
+        stream = llama.create_completion(
+            prompt=prompt, max_tokens=max_tokens, temperature=params.temperature,
+            top_p=params.top_p, top_k=params.top_k, repeat_penalty=params.repeat_penalty,
+            seed=params.seed, stream=True, stop=self._stop_strings(),
+        )
+        t_first = None
+        n_out = 0
+        finish = "stopped"
+        base = sess.pos()
+        try:
+            for chunk in stream:
+                choice = chunk["choices"][0]
+                delta = choice.get("text") or ""
+                n_out += 1
+                if choice.get("finish_reason"):
+                    finish = choice["finish_reason"]
+                if delta:
+                    if t_first is None:
+                        t_first = time.perf_counter()
+                        stats.ttft_s = t_first - t_start
+                    yield delta
+                if self._stop.is_set():
+                    finish = "stopped"
+                    break
+        finally:
+            stream.close()
+            # What generation evaluated is in the cache too; record it so the next turn reuses it.
+            sess.units.extend(llama.input_ids[base:llama.n_tokens].tolist())
+            end = time.perf_counter()
+            generated = max(0, llama.n_tokens - base) + (1 if finish != "stopped" else 0)
+            stats.completion_tokens = generated
+            if t_first is None:
+                stats.ttft_s = end - t_start
+            dt = end - (t_first or end)
+            stats.decode_tok_s = (generated - 1) / dt if generated > 1 and dt > 0 else 0.0
+            stats.finish_reason = {"length": "length", "stop": "end"}.get(finish, finish)
+
+    def _stop_strings(self) -> list[str]:
+        assert self.model is not None
+        if self.model.chat_format in ("llava-1-5", "llava-1-6"):
+            return ["</s>", "USER:"]
+        return []
+
+
+def _openai_messages(conv: Conversation) -> list[dict[str, Any]]:
+    """OpenAI-style messages; images become placeholder URLs replaced by media markers later."""
+    msgs: list[dict[str, Any]] = []
+    if conv.system:
+        msgs.append({"role": "system", "content": conv.system})
+    n = 0
+    for turn in conv.turns:
+        if turn.role == "user":
+            parts: list[dict[str, Any]] = []
+            for _ in turn.images:
+                parts.append({"type": "image_url", "image_url": {"url": _IMAGE_URL.format(n)}})
+                n += 1
+            parts.append({"type": "text", "text": turn.text})
+            msgs.append({"role": "user", "content": parts})
+        else:
+            msgs.append({"role": "assistant", "content": turn.text})
+    return msgs
+
+
+def _render_vicuna(conv: Conversation, marker: str) -> str:
+    """LLaVA-1.5's conv_vicuna_v1: 'SYSTEM USER: <image>\\nQ ASSISTANT: A</s>USER: ...'."""
+    out = (conv.system or VICUNA_SYSTEM) + " "
+    for turn in conv.turns:
+        if turn.role == "user":
+            imgs = "".join(marker + "\n" for _ in turn.images)
+            out += f"USER: {imgs}{turn.text} "
+        else:
+            out += f"ASSISTANT: {turn.text}</s>"
+    return out + "ASSISTANT:"
+
+
+__all__ = ["LlamaCppEngine", "LoadedModel", "select_chat_format", "CHAT_HANDLERS", "AppError",
+           "Turn", "physical_cores", "auto_gpu_layers"]

@@ -1,0 +1,37 @@
+"""Errors a user can cause; each message says what happened and what to do."""
+
+
+class AppError(Exception):
+    """An error whose message is shown to the user as is."""
+
+
+class BadModelFile(AppError):
+    """A GGUF file that cannot be used (not GGUF, truncated, missing keys, wrong shapes)."""
+
+
+class ModelMismatch(AppError):
+    """An LM and an mmproj that do not belong together."""
+
+
+class ModelLoadFailed(AppError):
+    """llama.cpp refused to load a model that passed our own checks."""
+
+
+class ModelNotFound(AppError, FileNotFoundError):
+    """A model name or path that Iris cannot find."""
+
+
+class NoModelLoaded(AppError):
+    """A chat was asked for before any model was loaded."""
+
+
+class UnsupportedImage(AppError):
+    """An image file that cannot be read or is too large."""
+
+
+class TooManyImages(AppError):
+    """More images in one message than the model accepts."""
+
+
+class ContextTooLong(AppError):
+    """The conversation does not fit the model's context window."""

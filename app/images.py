@@ -1,0 +1,85 @@
+"""Turns whatever image a user gives into clean PNG bytes the engine can feed to the encoder."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from app.errors import UnsupportedImage
+
+MAX_PIXELS = 50_000_000
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """An image ready for the model: PNG bytes, their SHA-256 and the original name."""
+
+    png: bytes
+    sha256: str
+    name: str
+    width: int
+    height: int
+
+
+def prepare_image(source: str | Path | bytes, name: str | None = None) -> PreparedImage:
+    """Open, orient, flatten and re-encode an image; raise UnsupportedImage naming the file."""
+    if isinstance(source, (bytes, bytearray)):
+        data = bytes(source)
+        label = name or "pasted image"
+    else:
+        path = Path(source)
+        label = name or path.name
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise UnsupportedImage(f"{label}: file not found.") from None
+        except OSError as exc:
+            raise UnsupportedImage(f"{label}: cannot be read ({exc.strerror or exc}).") from None
+    if not data:
+        raise UnsupportedImage(f"{label} is empty (0 bytes). Pick another image.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            w, h = img.size
+            if w * h > MAX_PIXELS:
+                raise UnsupportedImage(
+                    f"{label} is {w}×{h} pixels ({w * h / 1e6:.0f} megapixels); Iris accepts up to "
+                    f"{MAX_PIXELS // 1_000_000} megapixels. Shrink it and try again."
+                )
+            img.seek(0)  # first frame of an animation
+            img.load()
+    except UnsupportedImage:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise UnsupportedImage(
+            f"{label} is too large to open safely (over {MAX_PIXELS // 1_000_000} megapixels). "
+            "Shrink it and try again."
+        ) from None
+    except UnidentifiedImageError:
+        raise UnsupportedImage(
+            f"{label} is not an image Iris can read. Use PNG, JPEG, WebP, GIF, BMP or TIFF."
+        ) from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise UnsupportedImage(f"{label} is damaged or truncated ({exc}). Pick another copy.") from None
+    img = ImageOps.exif_transpose(img) or img
+    img = _flatten(img)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    png = buf.getvalue()
+    return PreparedImage(png=png, sha256=hashlib.sha256(png).hexdigest(), name=label,
+                         width=img.width, height=img.height)
+
+
+def _flatten(img: Image.Image) -> Image.Image:
+    """RGB, with any transparency composited onto white."""
+    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return img.convert("RGB")
