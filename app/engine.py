@@ -204,6 +204,10 @@ class _LogSink:
             llama_log.log(getattr(self, "_level", logging.DEBUG), "%s", line)
 
 
+_SINK = _LogSink()
+_LOG_CB: Any = None
+
+
 class LlamaCppEngine:
     """One resident LLaVA-style model, streaming replies; safe to stop from another thread."""
 
@@ -219,8 +223,7 @@ class LlamaCppEngine:
         self.model: LoadedModel | None = None
         self.last_stats: ReplyStats | None = None
         self.reuse_kv = True
-        self._sink = _LogSink()
-        self._log_cb: Any = None
+        self._sink = _SINK
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -229,9 +232,11 @@ class LlamaCppEngine:
         import llama_cpp.llama_chat_format  # noqa: F401
         import llama_cpp.mtmd_cpp as mtmd_cpp
 
-        if self._log_cb is None:
-            # Keep a reference: ctypes callbacks are freed when the Python object is.
-            self._log_cb = llama_cpp.llama_log_callback(self._sink)
+        global _LOG_CB
+        if _LOG_CB is None:
+            # One process-wide callback that is never freed: llama.cpp's logger is global, and a
+            # callback freed with its engine would be called later and crash the process.
+            _LOG_CB = llama_cpp.llama_log_callback(_SINK)
         self._route_logs()
         return llama_cpp
 
@@ -240,9 +245,9 @@ class LlamaCppEngine:
         import llama_cpp
         import llama_cpp.mtmd_cpp as mtmd_cpp
 
-        llama_cpp.llama_log_set(self._log_cb, ctypes.c_void_p(0))
-        mtmd_cpp.mtmd_log_set(self._log_cb, ctypes.c_void_p(0))
-        mtmd_cpp.mtmd_helper_log_set(self._log_cb, ctypes.c_void_p(0))
+        llama_cpp.llama_log_set(_LOG_CB, ctypes.c_void_p(0))
+        mtmd_cpp.mtmd_log_set(_LOG_CB, ctypes.c_void_p(0))
+        mtmd_cpp.mtmd_helper_log_set(_LOG_CB, ctypes.c_void_p(0))
 
     @staticmethod
     def backend() -> str:

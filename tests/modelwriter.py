@@ -199,12 +199,12 @@ def write_lm(path: Path, s: Shape) -> Path:
     hd = s.n_embd // s.n_head
     kv = s.n_head_kv * hd
 
-    def mat(name: str, n_in: int, n_out: int) -> None:
+    def mat(name: str, n_in: int, n_out: int, scale: float = 0.02) -> None:
         # numpy shape is (n_out, n_in): the reverse of ggml's ne = [n_in, n_out]
         if s.quant == "q4_0":
             wr.add_tensor(name, w.q4_0(n_out, n_in), raw_dtype=gguf.GGMLQuantizationType.Q4_0)
         else:
-            wr.add_tensor(name, w.dense((n_out, n_in), s.quant))
+            wr.add_tensor(name, w.dense((n_out, n_in), s.quant, scale))
 
     # Embeddings stay dense: llama.cpp reads rows of token_embd on the CPU.
     wr.add_tensor("token_embd.weight", w.dense((s.n_vocab, s.n_embd), "f16" if s.quant != "f32" else "f32", 0.5))
@@ -214,8 +214,9 @@ def write_lm(path: Path, s: Shape) -> Path:
         wr.add_tensor(f"blk.{i}.attn_norm.weight", w.ones(s.n_embd))
         mat(f"blk.{i}.attn_q.weight", s.n_embd, s.n_embd)
         mat(f"blk.{i}.attn_k.weight", s.n_embd, kv)
-        mat(f"blk.{i}.attn_v.weight", s.n_embd, kv)
-        mat(f"blk.{i}.attn_output.weight", s.n_embd, s.n_embd)
+        # Unit-gain values and outputs: what the prompt (images included) holds reaches the logits.
+        mat(f"blk.{i}.attn_v.weight", s.n_embd, kv, 1.0 / s.n_embd ** 0.5)
+        mat(f"blk.{i}.attn_output.weight", s.n_embd, s.n_embd, 2.0 / s.n_embd ** 0.5)
         wr.add_tensor(f"blk.{i}.ffn_norm.weight", w.ones(s.n_embd))
         mat(f"blk.{i}.ffn_gate.weight", s.n_embd, s.n_ff)
         mat(f"blk.{i}.ffn_up.weight", s.n_embd, s.n_ff)
@@ -252,7 +253,7 @@ def write_mmproj(path: Path, s: Shape) -> Path:
         sz = s.image_size
         wr.add_array("clip.vision.image_grid_pinpoints", [sz, sz, sz, 2 * sz, 2 * sz, sz, 2 * sz, 2 * sz])
         wr.add_string("clip.vision.mm_patch_merge_type", "spatial_unpad")
-    wr.add_tensor("v.patch_embd.weight", w.dense((D, 3, P, P), "f16" if dt == "f16" else "f32", 0.05))
+    wr.add_tensor("v.patch_embd.weight", w.dense((D, 3, P, P), "f16" if dt == "f16" else "f32", 0.3))
     wr.add_tensor("v.class_embd", w.small(D))
     wr.add_tensor("v.position_embd.weight", w.dense((n_pos, D), "f32"))
     wr.add_tensor("v.pre_ln.weight", w.ones(D))
@@ -269,9 +270,10 @@ def write_mmproj(path: Path, s: Shape) -> Path:
         wr.add_tensor(f"v.blk.{i}.ffn_up.bias", w.small(F))
         wr.add_tensor(f"v.blk.{i}.ffn_down.weight", w.dense((D, F), dt))
         wr.add_tensor(f"v.blk.{i}.ffn_down.bias", w.small(D))
-    wr.add_tensor("mm.0.weight", w.dense((E, D), dt))
+    # Strong projector weights so that what an image shows visibly changes the LM's output.
+    wr.add_tensor("mm.0.weight", w.dense((E, D), dt, 1.0 / D ** 0.5))
     wr.add_tensor("mm.0.bias", w.small(E))
-    wr.add_tensor("mm.2.weight", w.dense((E, E), dt))
+    wr.add_tensor("mm.2.weight", w.dense((E, E), dt, 4.0 / E ** 0.5))
     wr.add_tensor("mm.2.bias", w.small(E))
     _finish(wr)
     return path

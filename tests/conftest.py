@@ -1,0 +1,58 @@
+"""Shared fixtures: a private IRIS_HOME, test models written by tests/modelwriter.py, test images."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from modelwriter import Shape, write_pair  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def iris_home(tmp_path, monkeypatch):
+    """Every test gets its own IRIS_HOME so nothing touches the real user dirs."""
+    home = tmp_path / "iris-home"
+    monkeypatch.setenv("IRIS_HOME", str(home))
+    monkeypatch.setenv("IRIS_RAISE_ERRORS", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return home
+
+
+@pytest.fixture(scope="session")
+def tiny_pair(tmp_path_factory) -> tuple[Path, Path]:
+    """A tiny random-weight LLaVA-1.5 pair (16 tokens per image)."""
+    return write_pair(tmp_path_factory.mktemp("models") / "tiny-llava", Shape(), "tiny-llava")
+
+
+@pytest.fixture(scope="session")
+def models_dir(tiny_pair) -> Path:
+    """A models folder holding the tiny pair in its own sub-folder."""
+    return tiny_pair[0].parent.parent
+
+
+@pytest.fixture(scope="session")
+def images(tmp_path_factory) -> dict[str, Path]:
+    """Test images: two same-sized solid colours, and assorted formats."""
+    d = tmp_path_factory.mktemp("images")
+    out = {}
+    for name, colour in (("red", (220, 30, 30)), ("blue", (30, 30, 220))):
+        p = d / f"{name}.png"
+        Image.new("RGB", (64, 48), colour).save(p)
+        out[name] = p
+    return out
+
+
+@pytest.fixture(scope="session")
+def engine(tiny_pair):
+    """One real llama.cpp engine with the tiny pair loaded, shared by the engine tests."""
+    from app.engine import LlamaCppEngine
+
+    eng = LlamaCppEngine()
+    eng.load(*tiny_pair)
+    yield eng
+    eng.close()
