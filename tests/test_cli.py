@@ -1,0 +1,67 @@
+"""`iris ask` and `iris models` as a user runs them: a real process, a real model."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from modelwriter import Shape, corrupt_copy, write_lm
+
+
+def iris(*args: str, home: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, IRIS_HOME=str(home))
+    env.pop("IRIS_RAISE_ERRORS", None)
+    return subprocess.run([sys.executable, "-m", "app", *args], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+def test_ask_streams_an_answer_and_stats(tiny_pair, images, iris_home):
+    r = iris("ask", "--lm", str(tiny_pair[0]), "--mmproj", str(tiny_pair[1]), "--image",
+             str(images["red"]), "--stats", "--max-tokens", "8", "--temperature", "0",
+             "what is this?", home=iris_home)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip()
+    assert "image encode" in r.stderr and "(16 image" in r.stderr and "LM on CPU" in r.stderr
+    assert "llama_context" not in r.stderr  # llama.cpp's chatter goes to the log, not the terminal
+
+
+def test_models_lists_installed_pairs(models_dir, iris_home):
+    r = iris("--models-dir", str(models_dir), "models", home=iris_home)
+    assert r.returncode == 0
+    assert "tiny-llava\t" in r.stdout and "tiny-llava-mmproj.gguf" in r.stdout
+
+
+def test_ask_by_model_name(models_dir, iris_home):
+    r = iris("ask", "--models-dir", str(models_dir), "--model", "tiny-llava", "--max-tokens", "4",
+             "hi", home=iris_home)
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("case,expected", [
+    ("garbage", "is not a GGUF model file"),
+    ("truncate", "is truncated"),
+    ("empty", "is empty (0 bytes)"),
+    ("mismatch", "expects a 64-wide model; the LM (wide.gguf) is 128-wide"),
+    ("badimage", "notes.txt is not an image"),
+    ("noimage", "missing.png: file not found"),
+])
+def test_refusals_are_one_line_and_nonzero(tiny_pair, tmp_path, iris_home, case, expected):
+    lm, mm = tiny_pair
+    extra: list[str] = []
+    if case in ("garbage", "truncate", "empty"):
+        lm = corrupt_copy(lm, tmp_path / "bad.gguf", case)
+    elif case == "mismatch":
+        lm = write_lm(tmp_path / "wide.gguf", Shape(n_embd=128))
+    elif case == "badimage":
+        (tmp_path / "notes.txt").write_text("hi")
+        extra = ["--image", str(tmp_path / "notes.txt")]
+    else:
+        extra = ["--image", str(tmp_path / "missing.png")]
+    r = iris("ask", "--lm", str(lm), "--mmproj", str(mm), *extra, "q", home=iris_home)
+    assert r.returncode == 2
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("iris: ") and expected in lines[0], r.stderr
