@@ -12,6 +12,7 @@ chunk keyed by the image's SHA-256), so a follow-up turn only evaluates what cha
 
 from __future__ import annotations
 
+import codecs
 import ctypes
 import logging
 import os
@@ -589,51 +590,87 @@ class LlamaCppEngine:
 
     def _generate(self, prompt: list[int], params: GenParams, stats: ReplyStats,
                   t_start: float) -> Iterator[str]:
+        # Our own loop over Llama.generate rather than create_completion: exact max_tokens,
+        # one check of the stop flag per token, and an incremental UTF-8 decoder. (The stock
+        # stream re-decodes all held-back bytes on each token when a stop string is set, which
+        # turns a run of invalid UTF-8 into seconds of quadratic work.)
+        import llama_cpp as L
+
         llama, sess = self._llama, self._session
         room = llama.n_ctx() - llama.n_tokens - 1
         max_tokens = max(1, min(params.max_tokens, room))
-        stream = llama.create_completion(
-            prompt=prompt, max_tokens=max_tokens, temperature=params.temperature,
-            top_p=params.top_p, top_k=params.top_k, repeat_penalty=params.repeat_penalty,
-            seed=params.seed, stream=True, stop=self._stop_strings(),
-        )
-        t_first = None
+        llama.set_seed(params.seed if params.seed is not None else L.LLAMA_DEFAULT_SEED)
+        gen = llama.generate(prompt, top_k=params.top_k, top_p=params.top_p, min_p=0.05,
+                             temp=params.temperature, repeat_penalty=params.repeat_penalty)
+        vocab = llama._model.vocab
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        stops = self._stop_strings()
+        pending = ""
+        started = False
+        t_first = t_last = None
         n_out = 0
-        finish = "stopped"
+        finish = "length"
         base = sess.pos()
         try:
-            for chunk in stream:
-                choice = chunk["choices"][0]
-                delta = choice.get("text") or ""
-                n_out += 1
-                if choice.get("finish_reason"):
-                    finish = choice["finish_reason"]
-                if delta:
-                    if t_first is None:
-                        t_first = time.perf_counter()
-                        stats.ttft_s = t_first - t_start
-                    yield delta
+            for tok in gen:
+                now = time.perf_counter()
+                if t_first is None:
+                    t_first = now
+                    stats.ttft_s = now - t_start
                 if self._stop.is_set():
                     finish = "stopped"
                     break
+                if L.llama_vocab_is_eog(vocab, tok):
+                    finish = "end"
+                    break
+                n_out += 1
+                t_last = now
+                pending += decoder.decode(llama._model.detokenize([tok]))
+                if not started:
+                    pending = pending.lstrip()
+                    started = bool(pending)
+                hit = min((pending.find(x) for x in stops if x in pending), default=-1)
+                if hit >= 0:
+                    if pending[:hit]:
+                        yield pending[:hit]
+                    pending, finish = "", "end"
+                    break
+                keep = _held_back(pending, stops)
+                if len(pending) > keep:
+                    yield pending[: len(pending) - keep]
+                    pending = pending[len(pending) - keep:]
+                if n_out >= max_tokens:
+                    break
+            pending += decoder.decode(b"", final=True)
+            if pending:  # a held-back start of a stop string that never completed
+                yield pending
         finally:
-            stream.close()
+            gen.close()
             # What generation evaluated is in the cache too; record it so the next turn reuses it.
             sess.units.extend(llama.input_ids[base:llama.n_tokens].tolist())
-            end = time.perf_counter()
-            generated = max(0, llama.n_tokens - base) + (1 if finish != "stopped" else 0)
-            stats.completion_tokens = generated
+            stats.completion_tokens = n_out
             if t_first is None:
-                stats.ttft_s = end - t_start
-            dt = end - (t_first or end)
-            stats.decode_tok_s = (generated - 1) / dt if generated > 1 and dt > 0 else 0.0
-            stats.finish_reason = {"length": "length", "stop": "end"}.get(finish, finish)
+                stats.ttft_s = time.perf_counter() - t_start
+            if n_out > 1 and t_first is not None and t_last is not None and t_last > t_first:
+                stats.decode_tok_s = (n_out - 1) / (t_last - t_first)
+            stats.finish_reason = finish
 
     def _stop_strings(self) -> list[str]:
         assert self.model is not None
         if self.model.chat_format in ("llava-1-5", "llava-1-6"):
             return ["</s>", "USER:"]
         return []
+
+
+def _held_back(text: str, stops: list[str]) -> int:
+    """How many trailing characters could be the start of a stop string (held until known)."""
+    best = 0
+    for stop in stops:
+        for n in range(min(len(stop) - 1, len(text)), 0, -1):
+            if text.endswith(stop[:n]):
+                best = max(best, n)
+                break
+    return best
 
 
 def _openai_messages(conv: Conversation) -> list[dict[str, Any]]:

@@ -221,3 +221,11 @@ def test_no_model_loaded_is_a_clear_error():
 
     with pytest.raises(NoModelLoaded, match="Pick a model"):
         list(LlamaCppEngine().stream_reply(Conversation(turns=[Turn("user", "hi")])))
+
+
+def test_stop_strings_are_held_back_until_known():
+    from app.engine import _held_back
+
+    assert _held_back("the answer US", ["USER:"]) == 2
+    assert _held_back("the answer", ["USER:"]) == 0
+    assert _held_back("a </", ["</s>", "USER:"]) == 2

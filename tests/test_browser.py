@@ -1,0 +1,109 @@
+"""The first usable UI in headless Chromium against a real `iris serve` on a test model."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from app.cli import free_port
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed"),
+]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def server(models_dir, tmp_path_factory):
+    port = free_port("127.0.0.1", 7900)
+    home = tmp_path_factory.mktemp("browser-home")
+    env = dict(os.environ, IRIS_HOME=str(home))
+    log = open(home / "server.log", "wb")  # a pipe nobody reads would fill up and stall the server
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "serve", "--no-browser", "--port", str(port),
+         "--models-dir", str(models_dir)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            break
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError((home / "server.log").read_text())
+            time.sleep(0.3)
+    yield url, proc
+    proc.terminate()
+    proc.wait(10)
+    log.close()
+    print((home / "server.log").read_text()[-3000:])
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update"])
+        pg = browser.new_page(viewport={"width": 1280, "height": 900})
+        pg.goto(server[0])
+        yield pg
+        browser.close()
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def send(page, text: str, files: list[Path]) -> None:
+    box = page.locator("#iris-input")
+    if files:
+        box.locator("input[type=file]").set_input_files([str(f) for f in files])
+        page.wait_for_timeout(1500)  # the upload finishes before the message can be sent
+    box.locator("textarea").fill(text)
+    box.locator("textarea").press("Enter")
+
+
+def test_image_and_question_stream_a_reply(page, server, images):
+    page.get_by_role("button", name="Load", exact=True).click()
+    page.get_by_text("Loaded", exact=False).first.wait_for(timeout=30000)
+    send(page, "What is in this picture?", [images["red"]])
+    page.locator("#iris-chat .bot-row").first.wait_for(timeout=30000)
+    page.locator("#iris-stats", has_text="tok/s").wait_for(timeout=60000)
+    assert page.locator("#iris-chat img").count() >= 1
+    assert "image encode" in page.locator("#iris-stats").inner_text()
+    shot(page, "chat-with-image")
+    assert server[1].poll() is None
+
+
+def test_a_file_that_is_not_an_image_gives_its_message(page, server, tmp_path):
+    bad = tmp_path / "holiday.png"
+    bad.write_text("not really a picture")
+    send(page, "and this?", [bad])
+    page.get_by_text("holiday.png is not an image", exact=False).first.wait_for(timeout=20000)
+    shot(page, "bad-image")
+    assert server[1].poll() is None
+
+
+def test_bad_model_files_give_their_message(page, server, tiny_pair, tmp_path):
+    bad = tmp_path / "half.gguf"
+    bad.write_bytes(tiny_pair[0].read_bytes()[:1000])
+    page.get_by_text("Use my own GGUF files").click()
+    page.get_by_label("LM .gguf path").fill(str(bad))
+    page.get_by_label("mmproj .gguf path").fill(str(tiny_pair[1]))
+    page.get_by_role("button", name="Load these files").click()
+    page.get_by_text("half.gguf is truncated", exact=False).first.wait_for(timeout=20000)
+    shot(page, "bad-model")
+    assert server[1].poll() is None
