@@ -88,18 +88,26 @@ def model_choices(services: Services) -> tuple[list[str], str]:
 def build_ui(services: Services) -> gr.Blocks:
     """The whole app as a Blocks object; nothing is loaded until a person picks a model."""
 
+    # User-caused errors become a toast plus a line in place, not gr.Error: a failed event
+    # paints "Error" over its output components and hides the conversation behind it.
     @shows_app_errors
     def load_model(name: str | None) -> str:
-        if not name:
-            raise AppError("Pick a model from the list first.")
-        pair = services.load(name)
+        try:
+            if not name:
+                raise AppError("Pick a model from the list first.")
+            pair = services.load(name)
+        except AppError as exc:
+            return _load_failed(services, exc)
         return _model_status(services, pair.name)
 
     @shows_app_errors
     def load_files(lm: str, mmproj: str) -> str:
-        if not lm or not mmproj:
-            raise AppError("Give the paths of both files: the LM .gguf and its mmproj .gguf.")
-        pair = services.load_files(Path(lm.strip()), Path(mmproj.strip()))
+        try:
+            if not lm or not mmproj:
+                raise AppError("Give the paths of both files: the LM .gguf and its mmproj .gguf.")
+            pair = services.load_files(Path(lm.strip()), Path(mmproj.strip()))
+        except AppError as exc:
+            return _load_failed(services, exc)
         return _model_status(services, pair.name)
 
     def refresh() -> tuple[Any, str]:
@@ -109,19 +117,26 @@ def build_ui(services: Services) -> gr.Blocks:
         return gr.update(choices=names, value=current), note
 
     @shows_app_errors
-    def add_user_turn(message: dict, entries: list[dict]) -> tuple[list[dict], list[dict], Any]:
+    def add_user_turn(message: dict, entries: list[dict]) -> tuple[list[dict], Any, Any, bool]:
         text = (message or {}).get("text", "").strip()
         files = [f if isinstance(f, str) else f.get("path") for f in (message or {}).get("files", [])]
-        if not text and not files:
-            raise AppError("Type a question or add an image first.")
-        if services.loaded is None:
-            raise AppError("No model is loaded. Pick one above and press Load.")
-        images = [prepare_image(p, name=Path(p).name) for p in files]
+        try:
+            if not text and not files:
+                raise AppError("Type a question or add an image first.")
+            if services.loaded is None:
+                raise AppError("No model is loaded. Pick one above and press Load.")
+            images = [prepare_image(p, name=Path(p).name) for p in files]
+        except AppError as exc:
+            gr.Warning(str(exc))
+            return entries, gr.skip(), gr.skip(), False  # the message stays in the box to fix
         entries = entries + [{"turn": Turn("user", text, images), "paths": files}]
-        return entries, to_chatbot(entries), gr.update(value=None)
+        return entries, to_chatbot(entries), gr.update(value=None), True
 
     @shows_app_errors
-    def respond(entries: list[dict], system: str) -> Iterator[tuple[list[dict], list[dict], str]]:
+    def respond(entries: list[dict], system: str, accepted: bool) -> Iterator[tuple[list[dict], list[dict], str]]:
+        if not accepted:
+            yield gr.skip(), gr.skip(), gr.skip()  # yielding nothing would blank the outputs
+            return
         conv = Conversation(system=system or "", turns=[e["turn"] for e in entries])
         reply = Turn("assistant", "")
         shown = entries + [{"turn": reply}]
@@ -129,10 +144,11 @@ def build_ui(services: Services) -> gr.Blocks:
             for delta in services.engine.stream_reply(conv, services.params):
                 reply.text += delta
                 yield shown, to_chatbot(shown), ""
-        except AppError:
-            # The question stays visible; the failed turn is taken back so it can be resent.
-            yield entries[:-1], to_chatbot(entries[:-1]), ""
-            raise
+        except AppError as exc:
+            # The failed question is taken back so it can be edited and sent again.
+            gr.Warning(str(exc))
+            yield entries[:-1], to_chatbot(entries[:-1]), f"⚠️ {exc}"
+            return
         stats = services.engine.last_stats
         yield shown, to_chatbot(shown), (stats.summary() if stats else "")
 
@@ -145,6 +161,7 @@ def build_ui(services: Services) -> gr.Blocks:
     names, note = model_choices(services)
     with gr.Blocks(title="Iris") as demo:
         entries = gr.State([])
+        accepted = gr.State(False)
         gr.Markdown("## Iris — chat about your images, on your own machine")
         with gr.Row(equal_height=True):
             model_dd = gr.Dropdown(choices=names, value=names[0] if names else None,
@@ -175,11 +192,17 @@ def build_ui(services: Services) -> gr.Blocks:
         load_btn.click(load_model, model_dd, status)
         files_btn.click(load_files, [lm_path, mm_path], status)
         refresh_btn.click(refresh, None, [model_dd, problems])
-        box.submit(add_user_turn, [box, entries], [entries, chatbot, box]).success(
-            respond, [entries, system], [entries, chatbot, stats])
+        box.submit(add_user_turn, [box, entries], [entries, chatbot, box, accepted]).then(
+            respond, [entries, system, accepted], [entries, chatbot, stats])
         stop_btn.click(stop, None, None, queue=False)
         clear_btn.click(clear, None, [entries, chatbot, stats])
     return demo
+
+
+def _load_failed(services: Services, exc: AppError) -> str:
+    gr.Warning(str(exc))
+    still = f"\n\nStill loaded: **{services.loaded.name}**." if services.loaded else ""
+    return f"⚠️ {exc}{still}"
 
 
 def _model_status(services: Services, name: str | None) -> str:
