@@ -9,7 +9,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import gradio as gr
+# Gradio's usage analytics would phone home; nothing but model downloads may leave the machine.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import gradio as gr  # noqa: E402
 
 from app.chat import Conversation, Turn
 from app.errors import AppError
@@ -159,7 +163,7 @@ def build_ui(services: Services) -> gr.Blocks:
         return [], [], ""
 
     names, note = model_choices(services)
-    with gr.Blocks(title="Iris") as demo:
+    with gr.Blocks(title="Iris", analytics_enabled=False) as demo:
         entries = gr.State([])
         accepted = gr.State(False)
         gr.Markdown("## Iris — chat about your images, on your own machine")
