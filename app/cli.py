@@ -61,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--models-dir", type=Path, default=argparse.SUPPRESS)
 
     m = sub.add_parser("models", help="list installed models")
+    m.add_argument("--catalog", action="store_true", help="list every catalog entry instead")
     m.add_argument("--models-dir", type=Path, default=argparse.SUPPRESS)
     return ap
 
@@ -88,6 +89,17 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     from app.store import ModelStore
 
+    if args.catalog:
+        from app.catalog import load_catalog
+
+        _, specs = load_catalog()
+        print("NAME\tQUANTS\tSIZE\tLICENCE\tGOOD FOR")
+        for s in specs:
+            quants = ",".join(q.name for q in s.quants)
+            size = human_size(min(q.size for q in s.quants))
+            lic = s.license + (" [NON-COMMERCIAL]" if s.non_commercial else "")
+            print(f"{s.id}\t{quants}\t{size}\t{lic}\t{s.good_for}")
+        return 0
     store = ModelStore(args.models_dir)
     pairs, problems = store.scan()
     if not pairs:
