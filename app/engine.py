@@ -27,9 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.chat import Conversation, GenParams, ReplyStats, Turn
+from app.chat import Conversation, GenParams, ReplyStats
 from app.errors import (
-    AppError,
     ContextTooLong,
     ModelLoadFailed,
     NoModelLoaded,
@@ -704,5 +703,5 @@ def _render_vicuna(conv: Conversation, marker: str) -> str:
     return out + "ASSISTANT:"
 
 
-__all__ = ["LlamaCppEngine", "LoadedModel", "select_chat_format", "CHAT_HANDLERS", "AppError",
-           "Turn", "physical_cores", "auto_gpu_layers"]
+__all__ = ["LlamaCppEngine", "LoadedModel", "select_chat_format", "CHAT_HANDLERS", "physical_cores",
+           "auto_gpu_layers"]
