@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -33,7 +34,7 @@ def shows_app_errors(fn: Callable) -> Callable:
     """Show AppError messages in the UI; log anything else and show a generic message."""
 
     def convert(exc: Exception) -> Exception:
-        if isinstance(exc, (gr.Error,)):
+        if isinstance(exc, gr.Error):
             return exc
         if isinstance(exc, AppError):
             return gr.Error(str(exc))
@@ -42,7 +43,7 @@ def shows_app_errors(fn: Callable) -> Callable:
             return exc
         return gr.Error("Something went wrong inside Iris; the details are in the log file.")
 
-    if _is_generator(fn):
+    if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def gen_wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
             try:
@@ -58,12 +59,6 @@ def shows_app_errors(fn: Callable) -> Callable:
         except Exception as exc:  # noqa: BLE001
             raise convert(exc) from exc
     return wrapper
-
-
-def _is_generator(fn: Callable) -> bool:
-    import inspect
-
-    return inspect.isgeneratorfunction(fn)
 
 
 def to_chatbot(entries: list[dict]) -> list[dict]:
