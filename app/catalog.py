@@ -8,7 +8,11 @@ from pathlib import Path
 
 from app.engine import CHAT_HANDLERS
 
-CATALOG_PATH = Path(__file__).resolve().parent.parent / "models" / "catalog.json"
+from app import config
+
+# Compute buffers and runtime beside the weights and the KV cache (llama.cpp + CLIP graph), roughly.
+RUNTIME_BYTES = 500_000_000
+MEMORY_CONTEXT = 4096
 
 
 @dataclass(frozen=True)
@@ -52,12 +56,29 @@ class ModelSpec:
     good_for: str
     verified: bool
     quants: tuple[Quant, ...]
+    kv_bytes_per_token: int
     note: str | None = None
 
+    def quant(self, name: str | None = None) -> Quant:
+        """The named quantization (case-insensitive), or the first one listed."""
+        if name is None:
+            return self.quants[0]
+        for q in self.quants:
+            if q.name.lower() == name.lower():
+                return q
+        from app.errors import ModelNotFound
 
-def load_catalog(path: Path = CATALOG_PATH) -> tuple[dict[str, str], list[ModelSpec]]:
+        offered = ", ".join(q.name for q in self.quants)
+        raise ModelNotFound(f"{self.name} has no quantization '{name}'. Offered: {offered}.")
+
+    def memory_needed(self, quant: Quant) -> int:
+        """Estimated RAM (or VRAM) to run this quantization at up to 4096 tokens of context."""
+        return quant.size + self.kv_bytes_per_token * min(self.context_length, MEMORY_CONTEXT) + RUNTIME_BYTES
+
+
+def load_catalog(path: Path | None = None) -> tuple[dict[str, str], list[ModelSpec]]:
     """The recommended picks and every entry; raise ValueError naming the bad field."""
-    data = json.loads(path.read_text(encoding="utf-8"))
+    data = json.loads((path or config.catalog_path()).read_text(encoding="utf-8"))
     specs = []
     for raw in data["models"]:
         quants = tuple(
@@ -80,6 +101,8 @@ def _check(s: ModelSpec) -> None:
     where = f"catalog entry {s.id}"
     if s.chat_format not in CHAT_HANDLERS:
         raise ValueError(f"{where}: unknown chat_format {s.chat_format}")
+    if s.kv_bytes_per_token <= 0:
+        raise ValueError(f"{where}: kv_bytes_per_token is required")
     if "/" not in s.repo or not s.quants or not s.license or not s.good_for:
         raise ValueError(f"{where}: repo, quants, license and good_for are required")
     for q in s.quants:

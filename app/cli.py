@@ -63,6 +63,15 @@ def _parser() -> argparse.ArgumentParser:
     m = sub.add_parser("models", help="list installed models")
     m.add_argument("--catalog", action="store_true", help="list every catalog entry instead")
     m.add_argument("--models-dir", type=Path, default=argparse.SUPPRESS)
+
+    d = sub.add_parser("download", help="download a catalog model (resumes an unfinished one)")
+    d.add_argument("name", help="a NAME from 'iris models --catalog'")
+    d.add_argument("--quant", default=None, help="quantization (default: the first listed)")
+    d.add_argument("--models-dir", type=Path, default=argparse.SUPPRESS)
+
+    r = sub.add_parser("remove", help="delete an installed model or an unfinished download")
+    r.add_argument("name")
+    r.add_argument("--models-dir", type=Path, default=argparse.SUPPRESS)
     return ap
 
 
@@ -77,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_ask(args)
         if cmd == "models":
             return cmd_models(args)
+        if cmd == "download":
+            return cmd_download(args)
+        if cmd == "remove":
+            return cmd_remove(args)
         return cmd_serve(args)
     except AppError as exc:
         print(f"iris: {exc}", file=sys.stderr)
@@ -86,28 +99,105 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
 def cmd_models(args: argparse.Namespace) -> int:
+    from app.catalog import load_catalog
     from app.store import ModelStore
 
+    recommended, specs = load_catalog()
     if args.catalog:
-        from app.catalog import load_catalog
+        from app.machine import detect
 
-        _, specs = load_catalog()
-        print("NAME\tQUANTS\tSIZE\tLICENCE\tGOOD FOR")
+        kind = detect()
+        rows = [["NAME", "QUANT", "DOWNLOAD", "MEMORY", "CTX", "IMG TOK", "IMGS", "LICENCE", "GOOD FOR"]]
         for s in specs:
-            quants = ",".join(q.name for q in s.quants)
-            size = human_size(min(q.size for q in s.quants))
-            lic = s.license + (" [NON-COMMERCIAL]" if s.non_commercial else "")
-            print(f"{s.id}\t{quants}\t{size}\t{lic}\t{s.good_for}")
+            for q in s.quants:
+                lic = s.license + (" [NON-COMMERCIAL]" if s.non_commercial else "")
+                approx = "≈" if q.lm.size_approx or q.mmproj.size_approx else ""
+                unverified = "" if q.lm.sha256 and q.mmproj.sha256 else " †"
+                star = " *" if s.id == recommended.get(kind.key) and q is s.quants[0] else ""
+                rows.append([s.id + star, q.name, approx + human_size(q.size) + unverified,
+                             "≈" + human_size(s.memory_needed(q)), str(s.context_length),
+                             str(s.image_tokens or "varies"), str(s.images_per_message), lic, s.good_for])
+        print(_table(rows))
+        print(f"\n* recommended for this machine ({kind.description}).\n"
+              "† no SHA-256 pinned in the catalog: checked against the Hub's own hash when downloaded.\n"
+              "≈ size or memory is an estimate.\n"
+              "Download with: iris download NAME [--quant QUANT]")
         return 0
     store = ModelStore(args.models_dir)
     pairs, problems = store.scan()
+    names = {s.id: s.name for s in specs}
     if not pairs:
-        print(f"No models installed in {store.root}.")
-    for p in pairs:
-        print(f"{p.name}\t{human_size(p.size)}\t{p.lm.name} + {p.mmproj.name}")
+        print(f"No models installed in {store.root}. See 'iris models --catalog'.")
+    else:
+        rows = [["NAME", "SIZE", "CATALOG ENTRY", "FILES"]]
+        for p in pairs:
+            entry = names.get(p.catalog_id or "", "(your own files)")
+            rows.append([p.name, human_size(p.size), entry, f"{p.lm.name} + {p.mmproj.name}"])
+        print(_table(rows))
+    for part in store.partial_downloads():
+        print(f"unfinished download: {part.name} ({human_size(part.size)} kept) - "
+              f"'iris download' resumes it, 'iris remove {part.name}' deletes it")
     for pr in problems:
         print(f"unusable: {pr.path.name}: {pr.reason}", file=sys.stderr)
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    import threading
+
+    from app.catalog import find_spec, load_catalog
+    from app.downloader import Downloader, Progress
+    from app.errors import DownloadCancelled
+
+    _, specs = load_catalog()
+    spec = find_spec(args.name, specs)
+    if spec.non_commercial:
+        print(f"Note: {spec.name} is licensed for non-commercial use only ({spec.license}).", file=sys.stderr)
+    tty = sys.stderr.isatty()
+    last = {"t": 0.0, "state": ""}
+
+    def show(p: Progress) -> None:
+        import time
+
+        now = time.monotonic()
+        if tty:
+            sys.stderr.write("\r\033[K" + p.line())
+            sys.stderr.flush()
+        elif p.state != last["state"] or now - last["t"] >= 2.0 or p.state == "done":
+            # Logs and pipes get a line every 2 s rather than a line per update.
+            print(p.line(), file=sys.stderr, flush=True)
+            last["t"] = now
+        last["state"] = p.state
+
+    downloader = Downloader(args.models_dir)
+    cancel = threading.Event()
+    try:
+        folder = downloader.install(spec, args.quant, progress=show, cancel=cancel)
+    except (KeyboardInterrupt, DownloadCancelled):
+        if tty:
+            sys.stderr.write("\n")
+        print("iris: download paused; what was downloaded is kept. Run the same command to resume.",
+              file=sys.stderr)
+        return 130
+    finally:
+        if tty:
+            sys.stderr.write("\n")
+    print(f"Installed {folder.name} in {folder}. Chat with it: iris serve, or iris ask --model {folder.name} ...")
+    return 0
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    from app.store import ModelStore
+
+    store = ModelStore(args.models_dir)
+    freed = store.remove(args.name)
+    print(f"Removed {args.name}; {human_size(freed)} freed.")
     return 0
 
 

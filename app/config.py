@@ -51,6 +51,12 @@ def runtime_dir() -> Path:
     return home / "run" if home else _dirs().user_cache_path
 
 
+def catalog_path() -> Path:
+    """The model catalog: models/catalog.json in the app, or IRIS_CATALOG (tests, mirrors)."""
+    value = os.environ.get("IRIS_CATALOG")
+    return Path(value).expanduser() if value else Path(__file__).resolve().parent.parent / "models" / "catalog.json"
+
+
 def ensure(path: Path) -> Path:
     """Create a directory if needed and return it."""
     path.mkdir(parents=True, exist_ok=True)

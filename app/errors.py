@@ -35,3 +35,19 @@ class TooManyImages(AppError):
 
 class ContextTooLong(AppError):
     """The conversation does not fit the model's context window."""
+
+
+class DownloadError(AppError):
+    """A download that could not finish; what was fetched is kept for the next try."""
+
+
+class DownloadCancelled(DownloadError):
+    """The user stopped a download; it resumes where it stopped."""
+
+
+class NotEnoughSpace(DownloadError):
+    """Too little free disk for a download."""
+
+
+class ChecksumMismatch(DownloadError):
+    """A downloaded file whose SHA-256 is not the published one."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +14,33 @@ from app.errors import AppError, ModelNotFound
 from app.ggufinfo import GGUFInfo, is_mmproj, read_gguf
 
 logger = logging.getLogger(__name__)
+
+# Written last into a catalog install's folder: without it the folder is not an install.
+MANIFEST = "iris-model.json"
+# Where unfinished downloads live, hidden from the scan.
+DOWNLOADS = ".downloads"
+
+
+def install_name(spec_id: str, quant: str) -> str:
+    """Folder name of a catalog install (also its name in 'iris models')."""
+    return f"{spec_id}-{quant}"
+
+
+def read_manifest(folder: Path) -> dict | None:
+    """A catalog install's record, or None when the folder has none (or an unreadable one)."""
+    try:
+        return json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class PartialDownload:
+    """A download that stopped before finishing; its bytes are kept for the next try."""
+
+    name: str
+    path: Path
+    size: int
 
 
 @dataclass(frozen=True)
@@ -71,6 +100,10 @@ class ModelStore:
         by_dir: dict[Path, tuple[list[GGUFInfo], list[GGUFInfo]]] = {}
         for dirpath, dirnames, filenames in os.walk(root):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            if MANIFEST in filenames:
+                self._scan_install(Path(dirpath), pairs, problems)
+                dirnames[:] = []
+                continue
             for fn in sorted(filenames):
                 if not fn.lower().endswith(".gguf"):
                     continue
@@ -96,6 +129,54 @@ class ModelStore:
                 ))
         return pairs, problems
 
+    def _scan_install(self, d: Path, pairs: list[ModelPair], problems: list[Problem]) -> None:
+        man = read_manifest(d)
+        try:
+            files = {f["role"]: f for f in man["files"]}  # type: ignore[index]
+            lm, mm = d / files["lm"]["file"], d / files["mmproj"]["file"]
+            for f in files.values():
+                if (d / f["file"]).stat().st_size != f["size"]:
+                    raise OSError(f"{f['file']} has the wrong size")
+        except (TypeError, KeyError, OSError) as exc:
+            problems.append(Problem(d / MANIFEST, f"incomplete or damaged install ({exc}); "
+                                    f"run 'iris download {d.name}' again or 'iris remove {d.name}'"))
+            return
+        pairs.append(ModelPair(
+            name=self._name(d, lm, 1), lm=lm, mmproj=mm, size=lm.stat().st_size + mm.stat().st_size,
+            chat_format=man.get("chat_format"), catalog_id=man.get("catalog_id"),
+            label=f"{man.get('display_name', d.name)} {man.get('quant', '')}".strip(),
+        ))
+
+    def partial_downloads(self) -> list[PartialDownload]:
+        """Unfinished downloads and the bytes they keep."""
+        out = []
+        base = self.root / DOWNLOADS
+        if base.is_dir():
+            for d in sorted(p for p in base.iterdir() if p.is_dir()):
+                size = sum(f.stat().st_size for f in d.iterdir() if f.is_file())
+                out.append(PartialDownload(d.name, d, size))
+        return out
+
+    def remove(self, name: str) -> int:
+        """Delete an installed model (or an unfinished download) called name; return the bytes freed."""
+        for part in self.partial_downloads():
+            if part.name == name:
+                shutil.rmtree(part.path)
+                return part.size
+        pair = self.find(name, exact=True)
+        folder = pair.lm.parent
+        if read_manifest(folder) is not None:
+            # A catalog install's folder holds only Iris's files: remove it whole, record first.
+            (folder / MANIFEST).unlink()
+            shutil.rmtree(folder)
+            return pair.size
+        # A user's own pair: delete just its two files, never anything else they keep there.
+        for f in (pair.lm, pair.mmproj):
+            f.unlink(missing_ok=True)
+        if folder != self.root and not any(folder.iterdir()):
+            folder.rmdir()
+        return pair.size
+
     def _name(self, d: Path, lm: Path, n_lms: int) -> str:
         if d == self.root:
             return lm.stem
@@ -106,13 +187,15 @@ class ModelStore:
         """Usable pairs only."""
         return self.scan()[0]
 
-    def find(self, name: str) -> ModelPair:
-        """The pair called name; raise ModelNotFound listing what exists."""
+    def find(self, name: str, exact: bool = False) -> ModelPair:
+        """The pair called name (or the one install of a catalog entry, or a unique prefix unless exact)."""
         pairs = self.pairs()
         for p in pairs:
             if p.name == name:
                 return p
-        matches = [p for p in pairs if p.name.lower().startswith(name.lower())]
+        matches = [p for p in pairs if p.catalog_id == name]
+        if not exact and not matches:
+            matches = [p for p in pairs if p.name.lower().startswith(name.lower())]
         if len(matches) == 1:
             return matches[0]
         known = ", ".join(p.name for p in pairs) or "none"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -12,6 +13,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from modelwriter import Shape, write_pair  # noqa: E402
 
+# Nothing in the tests may reach the real Hub: anything not pointed at tests/hubserver.py meets a closed port.
+# Set before huggingface_hub is imported (it reads these once).
+os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["HF_HUB_DISABLE_XET"] = "1"
+os.environ.pop("HF_HUB_OFFLINE", None)
+os.environ.pop("HF_TOKEN", None)
+
 
 @pytest.fixture(autouse=True)
 def iris_home(tmp_path, monkeypatch):
@@ -19,7 +28,6 @@ def iris_home(tmp_path, monkeypatch):
     home = tmp_path / "iris-home"
     monkeypatch.setenv("IRIS_HOME", str(home))
     monkeypatch.setenv("IRIS_RAISE_ERRORS", "1")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return home
 
 

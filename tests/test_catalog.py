@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from app.catalog import CATALOG_PATH, load_catalog
+from app.catalog import load_catalog
+from app.config import catalog_path
 
 
 def test_catalog_loads_with_required_models():
@@ -22,7 +23,7 @@ def test_catalog_loads_with_required_models():
 
 
 def test_a_broken_entry_is_named(tmp_path):
-    data = json.loads(CATALOG_PATH.read_text())
+    data = json.loads(catalog_path().read_text())
     data["models"][0]["quants"]["Q4_K"]["mmproj"]["sha256"] = "xyz"
     bad = tmp_path / "c.json"
     bad.write_text(json.dumps(data))

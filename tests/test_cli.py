@@ -32,7 +32,18 @@ def test_ask_streams_an_answer_and_stats(tiny_pair, images, iris_home):
 def test_models_lists_installed_pairs(models_dir, iris_home):
     r = iris("--models-dir", str(models_dir), "models", home=iris_home)
     assert r.returncode == 0
-    assert "tiny-llava\t" in r.stdout and "tiny-llava-mmproj.gguf" in r.stdout
+    row = next(line for line in r.stdout.splitlines() if line.startswith("tiny-llava "))
+    assert "(your own files)" in row and "tiny-llava-mmproj.gguf" in row
+
+
+def test_catalog_table_names_what_download_takes(iris_home):
+    r = iris("models", "--catalog", home=iris_home)
+    assert r.returncode == 0
+    lines = r.stdout.splitlines()
+    assert lines[0].split()[:4] == ["NAME", "QUANT", "DOWNLOAD", "MEMORY"]
+    assert any(line.startswith("llava-1.5-7b ") and "Q4_K" in line for line in lines)
+    assert "[NON-COMMERCIAL]" in next(line for line in lines if line.startswith("qwen2.5-vl-3b"))
+    assert "recommended for this machine" in r.stdout
 
 
 def test_ask_by_model_name(models_dir, iris_home):

@@ -38,3 +38,37 @@ def test_find_names_what_exists(tmp_path):
 
 def test_default_root_follows_iris_home(iris_home):
     assert ModelStore().root == iris_home / "data" / "models"
+
+
+def _install(root, name="m-Q4"):
+    import json
+
+    lm, mm = write_pair(root / name, name="m")
+    files = [{"role": "lm", "file": lm.name, "size": lm.stat().st_size},
+             {"role": "mmproj", "file": mm.name, "size": mm.stat().st_size}]
+    (root / name / "iris-model.json").write_text(json.dumps(
+        {"catalog_id": "m", "display_name": "M", "quant": "Q4", "chat_format": "llava-1-5", "files": files}))
+    return lm, mm
+
+
+def test_catalog_install_is_read_from_its_record_and_checked(tmp_path):
+    lm, _ = _install(tmp_path)
+    [pair] = ModelStore(tmp_path).pairs()
+    assert (pair.name, pair.catalog_id, pair.label, pair.chat_format) == ("m-Q4", "m", "M Q4", "llava-1-5")
+    with open(lm, "ab") as fh:
+        fh.write(b"x")
+    pairs, problems = ModelStore(tmp_path).scan()
+    assert not pairs and "incomplete or damaged install" in problems[0].reason
+
+
+def test_remove_deletes_only_the_pairs_files(tmp_path):
+    write_pair(tmp_path / "mine", name="mine")
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    _install(tmp_path)
+    store = ModelStore(tmp_path)
+    store.remove("mine")
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
+    store.remove("m")  # a catalog id names its one install
+    assert not (tmp_path / "m-Q4").exists() and store.pairs() == []
+    with pytest.raises(ModelNotFound):
+        store.remove("m")
