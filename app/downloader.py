@@ -535,14 +535,16 @@ class Downloader:
 
     def _with_retries(self, call: Callable, spec: ModelSpec, file: str, cancel: threading.Event,
                       tracker: _Tracker):
-        for attempt in range(len(self.retry_delays) + 1):
+        # Before any byte arrives, a few quick tries: someone offline should hear so in seconds, not a minute.
+        delays = self.retry_delays[:3]
+        for attempt in range(len(delays) + 1):
             try:
                 return call()
             except Exception as exc:  # noqa: BLE001 - sorted into transient or final just below
-                if not self._transient(exc) or attempt == len(self.retry_delays):
+                if not self._transient(exc) or attempt == len(delays):
                     raise self._explain(exc, file, tracker, spec) from exc
                 tracker.set(state="retrying", message=f"the Hub did not answer ({_short(exc)}); retrying")
-                if cancel.wait(self.retry_delays[attempt]):
+                if cancel.wait(delays[attempt]):
                     raise DownloadCancelled(f"Stopped before {file} started.") from None
         raise AssertionError("unreachable")
 

@@ -8,7 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from app.catalog import ModelSpec, load_catalog
 from app.chat import Conversation, GenParams, ReplyStats
+from app.downloads import DownloadManager
+from app.errors import AppError
 from app.store import ModelPair, ModelStore
 
 logger = logging.getLogger(__name__)
@@ -34,6 +37,21 @@ class Services:
     params: GenParams = field(default_factory=GenParams)
     loaded: ModelPair | None = None
     load_options: dict = field(default_factory=dict)
+    downloads: DownloadManager = field(default_factory=DownloadManager)
+
+    def catalog(self) -> tuple[dict[str, str], list[ModelSpec]]:
+        """The recommended picks and the catalog entries (read each time: it is small)."""
+        return load_catalog()
+
+    def remove(self, name: str) -> int:
+        """Delete an installed model or an unfinished download; unload it first if it is in use."""
+        if any(j.name == name and j.running for j in self.downloads.jobs()):
+            raise AppError(f"{name} is downloading right now; cancel the download first.")
+        pair = next((p for p in self.store.pairs() if p.name == name), None)
+        if pair is not None and self.loaded == pair:
+            self.engine.unload()  # Windows cannot delete a mapped file, and the memory should go too
+            self.loaded = None
+        return self.store.remove(name)
 
     def load(self, name: str) -> ModelPair:
         """Load the installed pair called name (a no-op when it is already resident)."""
@@ -63,4 +81,4 @@ def build_services(models_dir: Path | None = None, engine: Engine | None = None)
         from app.engine import LlamaCppEngine
 
         engine = LlamaCppEngine()
-    return Services(engine=engine, store=ModelStore(models_dir))
+    return Services(engine=engine, store=ModelStore(models_dir), downloads=DownloadManager(models_dir))

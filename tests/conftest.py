@@ -11,6 +11,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from hubserver import REPO, HubServer, HubState, write_catalog  # noqa: E402
 from modelwriter import Shape, write_pair  # noqa: E402
 
 # Nothing in the tests may reach the real Hub: anything not pointed at tests/hubserver.py meets a closed port.
@@ -64,3 +65,22 @@ def engine(tiny_pair):
     eng.load(*tiny_pair)
     yield eng
     eng.close()
+
+
+@pytest.fixture(scope="session")
+def hub_pair(tmp_path_factory) -> tuple[Path, Path]:
+    """A ~14 MB LM and its mmproj: big enough to drop, throttle and kill mid-file."""
+    shape = Shape(n_embd=256, n_head=4, n_head_kv=4, n_ff=512, n_vocab=4096)
+    return write_pair(tmp_path_factory.mktemp("hubfiles"), shape, "test-llava")
+
+
+@pytest.fixture
+def hub(hub_pair, monkeypatch, tmp_path):
+    """A running Hub look-alike serving the pair; HF_ENDPOINT and IRIS_CATALOG point at it."""
+    state = HubState()
+    lm, mm = (state.add(REPO, p) for p in hub_pair)
+    with HubServer(state) as server:
+        monkeypatch.setenv("HF_ENDPOINT", server.url)
+        monkeypatch.setenv("IRIS_CATALOG", str(write_catalog(tmp_path / "catalog.json", REPO, lm, mm)))
+        server.lm, server.mm = lm, mm
+        yield server

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+REPO = "iris-test/test-llava-GGUF"
 COMMIT = "5f0c0a6f4b3d2e1c0b9a8f7e6d5c4b3a29181706"
 
 

@@ -2,69 +2,25 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from app.cli import free_port
+from browserkit import browser_page, iris_server, needs_chromium, shot
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed"),
-]
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
 def server(models_dir, tmp_path_factory):
-    port = free_port("127.0.0.1", 7900)
-    home = tmp_path_factory.mktemp("browser-home")
-    env = dict(os.environ, IRIS_HOME=str(home))
-    log = open(home / "server.log", "wb")  # a pipe nobody reads would fill up and stall the server
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve", "--no-browser", "--port", str(port),
-         "--models-dir", str(models_dir)], env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            break
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError((home / "server.log").read_text())
-            time.sleep(0.3)
-    yield url, proc
-    proc.terminate()
-    proc.wait(10)
-    log.close()
-    print((home / "server.log").read_text()[-3000:])
+    with iris_server(models_dir, tmp_path_factory.mktemp("browser-home")) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")
 def page(server):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update"])
-        pg = browser.new_page(viewport={"width": 1280, "height": 900})
-        pg.goto(server[0])
+    with browser_page(server[0]) as pg:
         yield pg
-        browser.close()
-
-
-def shot(page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
 def send(page, text: str, files: list[Path]) -> None:

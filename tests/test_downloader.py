@@ -16,31 +16,10 @@ from app.catalog import load_catalog
 from app.downloader import Downloader, Progress
 from app.errors import ChecksumMismatch, DownloadCancelled, DownloadError, NotEnoughSpace
 from app.store import DOWNLOADS, MANIFEST, ModelStore, human_size
-from hubserver import HubServer, HubState, write_catalog
-from modelwriter import Shape, write_pair
+from hubserver import REPO, write_catalog
 
-REPO = "iris-test/test-llava-GGUF"
 FAST = (0.05, 0.05, 0.1, 0.1)
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="session")
-def hub_pair(tmp_path_factory) -> tuple[Path, Path]:
-    """A ~13 MB LM and its mmproj: big enough to drop, throttle and kill mid-file."""
-    shape = Shape(n_embd=256, n_head=4, n_head_kv=4, n_ff=512, n_vocab=4096)
-    return write_pair(tmp_path_factory.mktemp("hubfiles"), shape, "test-llava")
-
-
-@pytest.fixture
-def hub(hub_pair, monkeypatch, tmp_path):
-    """A running Hub with the pair, HF_ENDPOINT and IRIS_CATALOG pointing at it."""
-    state = HubState()
-    lm, mm = (state.add(REPO, p) for p in hub_pair)
-    with HubServer(state) as server:
-        monkeypatch.setenv("HF_ENDPOINT", server.url)
-        monkeypatch.setenv("IRIS_CATALOG", str(write_catalog(tmp_path / "catalog.json", REPO, lm, mm)))
-        server.lm, server.mm = lm, mm
-        yield server
 
 
 def spec():
@@ -273,3 +252,35 @@ def test_cli_failure_is_one_plain_line(hub, tmp_path):
     out, err = _cli(["--models-dir", str(tmp_path / "m"), "download", "test-llava"], env).communicate(timeout=60)
     line = [x for x in err.splitlines() if x.startswith("iris: ")]
     assert line and "is gated" in line[0]
+
+
+def test_the_ui_manager_joins_a_running_job_and_cancels_it(hub, tmp_path):
+    from app.downloads import DownloadManager
+
+    hub.state.rate = 2_000_000
+    manager = DownloadManager(tmp_path / "models")
+    job = manager.start(spec())
+    assert manager.start(spec()) is job  # a second tab gets the same job, not a second download
+    deadline = time.monotonic() + 20
+    while job.progress.done == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert manager.cancel(job.name)
+    manager.wait(job.name, 20)
+    assert job.cancelled and job.folder is None and not job.running
+    hub.state.rate = None
+    again = manager.start(spec())
+    manager.wait(again.name, 30)
+    assert again.folder is not None and again.error is None
+
+
+def test_the_ui_shows_download_errors_in_place(tmp_path):
+    from app.downloads import DownloadManager
+    from app.ui import downloads_html
+
+    # HF_ENDPOINT points at a closed port.
+    manager = DownloadManager(tmp_path / "models", lambda root: Downloader(root, retry_delays=FAST))
+    job = manager.start(load_catalog()[1][0])
+    manager.wait(job.name, 120)
+    assert "Could not reach" in (job.error or "")
+    html = downloads_html([job])
+    assert "Could not reach" in html and 'class="line error"' in html
