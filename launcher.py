@@ -100,28 +100,10 @@ def _run_with_heartbeat(cmd: list[str], env: dict) -> None:
 
 
 def setup_logging() -> Path:
-    """Log to a rotating file in the user log dir, and to the console when there is one."""
-    import logging
-    from logging.handlers import RotatingFileHandler
+    """Log to a rotating file in the user log dir, and warnings to the console when there is one."""
+    from app.logfile import configure
 
-    from app import config
-
-    log_dir = config.ensure(config.log_dir())
-    path = log_dir / "iris.log"
-    root = logging.getLogger()
-    root.setLevel(logging.DEBUG)
-    fh = RotatingFileHandler(path, maxBytes=5_000_000, backupCount=3, encoding="utf-8")
-    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root.addHandler(fh)
-    if sys.stderr is not None:
-        ch = logging.StreamHandler()
-        ch.setLevel(logging.WARNING)
-        ch.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
-        root.addHandler(ch)
-    # Quieten libraries that log every HTTP request at INFO.
-    for noisy in ("httpx", "httpcore", "urllib3", "asyncio", "gradio"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    return path
+    return configure(console=True)
 
 
 def phase2(argv: list[str]) -> int:

@@ -78,6 +78,12 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `iris` and `python -m app`."""
     args = _parser().parse_args(argv)
+    if not logging.getLogger().handlers:
+        # Run as `iris ...` rather than by the launcher: the details go to the log file, the terminal
+        # gets only what each command prints.
+        from app.logfile import configure
+
+        configure(console=False)
     cmd = args.cmd or "serve"
     if args.cmd is None:
         args = _parser().parse_args(["serve", *(argv if argv is not None else sys.argv[1:])])

@@ -496,7 +496,7 @@ class Downloader:
                             raise self._explain(exc, r.spec.file, tracker) from exc
                         delay = self.retry_delays[max(failures - 1, 0)] if failures else 0.0
                         logger.warning("%s: %s; retrying from byte %d in %.1f s", r.spec.file, exc, state["offset"], delay)
-                        tracker.set(state="retrying", message=f"connection problem ({_short(exc)}); retrying")
+                        tracker.set(state="retrying", message=f"{_short(exc)}; retrying")
                         if delay and cancel.wait(delay):
                             continue
                         if isinstance(exc, HfHubHTTPError) and not _same_origin(r.url, r.location):
@@ -623,6 +623,12 @@ class _checked_stream:  # noqa: N801 - used like a function in a with statement
 def _short(exc: BaseException) -> str:
     if isinstance(exc, HfHubHTTPError) and exc.response is not None:
         return f"HTTP {exc.response.status_code}"
+    if isinstance(exc, httpx2.ConnectError):
+        return "cannot connect"
+    if isinstance(exc, httpx2.TimeoutException):
+        return "no answer in time"
+    if isinstance(exc, (httpx2.RemoteProtocolError, httpx2.ReadError)):
+        return "the connection dropped"
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text[:120]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from app import config
 from app.errors import AppError, ModelNotFound
-from app.ggufinfo import GGUFInfo, is_mmproj, read_gguf
+from app.ggufinfo import GGUFInfo, check_pair, is_mmproj, read_gguf
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +123,11 @@ class ModelStore:
                     continue
                 mm = max(mms, key=lambda m: _common_prefix(_stem_without_mmproj(m.path.name),
                                                             lm.path.stem))
+                try:
+                    check_pair(lm.path, mm.path)  # the engine's own checks, so the list holds only usable pairs
+                except AppError as exc:
+                    problems.append(Problem(lm.path, str(exc)))
+                    continue
                 pairs.append(ModelPair(
                     name=self._name(d, lm.path, len(lms)), lm=lm.path, mmproj=mm.path,
                     size=lm.file_size + mm.file_size,

@@ -243,3 +243,41 @@ def write_catalog(path: Path, repo: str, lm: Blob, mmproj: Blob, model_id: str =
     path.write_text(json.dumps({"schema": 1, "source": "tests", "recommended": {"cpu": model_id},
                                 "models": [entry]}))
     return path
+
+
+def main() -> None:
+    """Serve a folder's .gguf pair as a Hub repo, for trying `iris download` by hand."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("folder", type=Path, help="holds NAME.gguf and NAME-mmproj.gguf (tests/modelwriter.py)")
+    ap.add_argument("--catalog", type=Path, required=True, help="where to write the one-entry catalog")
+    ap.add_argument("--rate", type=float, default=None, help="bytes per second")
+    ap.add_argument("--gated", default=None, help="require this token")
+    ap.add_argument("--corrupt", type=int, default=0, help="flip a byte in the LM's next N downloads")
+    ap.add_argument("--drop", type=int, default=0, help="hang up the LM's next download after this many bytes")
+    ap.add_argument("--hide", default=None, help="serve the repo without this file (404)")
+    args = ap.parse_args()
+    state = HubState(rate=args.rate)
+    mm = next(args.folder.glob("*mmproj*.gguf"))
+    lm = next(p for p in args.folder.glob("*.gguf") if p != mm)
+    blobs = [state.add(REPO, p) for p in (lm, mm)]
+    write_catalog(args.catalog, REPO, *blobs)
+    if args.gated:
+        state.gated[REPO] = args.gated
+    if args.corrupt:
+        state.corrupt[lm.name] = args.corrupt
+    if args.drop:
+        state.drop_after[lm.name] = [args.drop]
+    if args.hide:
+        del state.repos[REPO][args.hide]
+    with HubServer(state) as server:
+        print(f"HF_ENDPOINT={server.url} IRIS_CATALOG={args.catalog}", flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

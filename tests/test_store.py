@@ -72,3 +72,14 @@ def test_remove_deletes_only_the_pairs_files(tmp_path):
     assert not (tmp_path / "m-Q4").exists() and store.pairs() == []
     with pytest.raises(ModelNotFound):
         store.remove("m")
+
+
+def test_a_pair_that_does_not_fit_is_refused_with_the_engines_reason(tmp_path):
+    from modelwriter import Shape, write_lm, write_mmproj
+
+    (tmp_path / "odd").mkdir()
+    write_lm(tmp_path / "odd" / "odd.gguf", Shape(n_embd=128))
+    write_mmproj(tmp_path / "odd" / "odd-mmproj.gguf", Shape(n_embd=64))
+    pairs, problems = ModelStore(tmp_path).scan()
+    assert not pairs
+    assert "expects a 64-wide model" in problems[0].reason and "128-wide" in problems[0].reason
