@@ -50,7 +50,9 @@ def _stamp(extras: str) -> str:
 
 
 def _say(msg: str) -> None:
-    print(f"[iris] {msg}", flush=True)
+    # Double-clicked without a console (pythonw) there is nowhere to print; the log file has the details.
+    if sys.stdout is not None:
+        print(f"[iris] {msg}", flush=True)
 
 
 def ensure_environment(extras: str = "") -> Path:
@@ -123,11 +125,20 @@ def main(argv: list[str]) -> int:
         py = ensure_environment("test")
         return subprocess.call([str(py), "-m", "pytest", *argv[1:]], cwd=ROOT)
     py = ensure_environment()
+    if Path(sys.executable).name.lower() == "pythonw.exe" and py.with_name("pythonw.exe").exists():
+        py = py.with_name("pythonw.exe")  # no console window for the app either
     env = dict(os.environ, **{PHASE2: "1"})
-    try:
-        return subprocess.call([str(py), str(Path(__file__).resolve()), *argv], env=env)
-    except KeyboardInterrupt:
-        return 130
+    proc = subprocess.Popen([str(py), str(Path(__file__).resolve()), *argv], env=env)
+    while True:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            # Ctrl+C reached the app too: let it close its server and save, rather than killing it.
+            try:
+                proc.wait(15)
+            except (KeyboardInterrupt, subprocess.TimeoutExpired):
+                proc.kill()
+            return 130
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -68,3 +69,23 @@ class ReplyStats:
             f"({self.image_tokens} image, {self.prompt_tokens_evaluated} evaluated) · "
             f"{self.finish_reason} · LM on {self.device_lm}, mmproj on {self.device_mmproj}"
         )
+
+
+def fit_conversation(conv: Conversation, count: Callable[[Conversation], int], limit: int) -> tuple[Conversation, int]:
+    """Drop the oldest turns until the prompt fits limit tokens; return the fitted copy and how many went.
+
+    The system prompt and the question always stay. When the newest image would go with a dropped turn,
+    it moves to the first remaining question, so the model still sees the picture being discussed.
+    """
+    turns = list(conv.turns)
+    dropped = 0
+    while len(turns) > 1 and count(Conversation(conv.system, turns)) > limit:
+        n = 2 if len(turns) > 2 and turns[1].role == "assistant" else 1
+        removed, turns = turns[:n], turns[n:]
+        dropped += n
+        carried = [img for t in removed for img in t.images]
+        if carried and not any(t.images for t in turns):
+            newest = next(t.images for t in reversed(removed) if t.images)
+            i = next(i for i, t in enumerate(turns) if t.role == "user")
+            turns[i] = Turn("user", turns[i].text, list(newest) + turns[i].images)
+    return Conversation(conv.system, turns), dropped

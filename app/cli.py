@@ -244,19 +244,53 @@ def cmd_ask(args: argparse.Namespace) -> int:
         services.close()
 
 
+def _say(msg: str) -> None:
+    # Started without a console (pythonw, a desktop launcher) there is no stdout to write to.
+    if sys.stdout is not None:
+        print(msg, flush=True)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    import signal
+    import webbrowser
+
+    from app.instance import SingleInstance
     from app.services import build_services
     from app.ui import launch
 
-    host = args.host
-    if not is_loopback(host):
-        logger.warning("serving on %s: other machines on the network can reach Iris", host)
-        print(f"Warning: serving on {host}; anyone who can reach this address can use Iris "
-              "and see its conversations.", file=sys.stderr)
-    port = args.port or free_port(host, config.DEFAULT_PORT)
-    services = build_services(getattr(args, "models_dir", None))
+    instance = SingleInstance()
+    if not instance.acquire():
+        url = instance.running_url()
+        if url is None:
+            raise AppError("Another Iris is starting up or not answering. Wait a few seconds and try again; "
+                           f"if it persists, stop the other Iris (its lock is in {config.runtime_dir()}).")
+        _say(f"Iris is already running at {url}" + ("" if args.no_browser else "; opening it."))
+        if not args.no_browser:
+            webbrowser.open(url)
+        return 0
     try:
-        launch(services, host=host, port=port, open_browser=not args.no_browser)
+        host = args.host
+        if not is_loopback(host):
+            logger.warning("serving on %s: other machines on the network can reach Iris", host)
+            if sys.stderr is not None:
+                print(f"Warning: serving on {host}; anyone who can reach this address can use Iris "
+                      "and see its conversations.", file=sys.stderr)
+        port = args.port or free_port(host, config.DEFAULT_PORT)
+        url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
+
+        def terminate(*_: object) -> None:
+            raise KeyboardInterrupt  # the same clean shutdown as Ctrl+C
+
+        signal.signal(signal.SIGTERM, terminate)
+        services = build_services(getattr(args, "models_dir", None), with_history=True)
+        try:
+            launch(services, host=host, port=port, open_browser=not args.no_browser,
+                   on_ready=lambda: (instance.publish(url), _say(f"Iris is running at {url}")))
+        finally:
+            services.close()
+            if services.history is not None:
+                services.history.close()
+            _say("Iris stopped.")
     finally:
-        services.close()
+        instance.release()
     return 0

@@ -46,6 +46,7 @@ from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_st
 from app import config  # noqa: E402
 from app.catalog import ModelSpec, Quant, RemoteFile  # noqa: E402
 from app.errors import ChecksumMismatch, DownloadCancelled, DownloadError, NotEnoughSpace  # noqa: E402
+from app.filelock import FileLock  # noqa: E402
 from app.ggufinfo import check_pair  # noqa: E402
 from app.store import DOWNLOADS, MANIFEST, ModelStore, human_size, install_name, read_manifest  # noqa: E402
 
@@ -161,33 +162,6 @@ class _Tracker:
         self._callback(Progress(**vars(self.p)))
 
 
-class _InstallLock:
-    """An exclusive lock on one install across threads and processes (flock / msvcrt), released on exit."""
-
-    def __init__(self, path: Path):
-        config.ensure(path.parent)
-        self._f = open(path, "a+b")  # noqa: SIM115 - held for the lock's lifetime
-
-    def try_acquire(self) -> bool:
-        try:
-            if os.name == "nt":
-                import msvcrt
-
-                self._f.seek(0)
-                msvcrt.locking(self._f.fileno(), msvcrt.LK_NBLCK, 1)
-            else:
-                import fcntl
-
-                fcntl.flock(self._f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return False
-        return True
-
-    def close(self) -> None:
-        # Closing the file releases the lock on every platform.
-        self._f.close()
-
-
 def _same_origin(a: str, b: str) -> bool:
     pa, pb = urlsplit(a), urlsplit(b)
     return (pa.scheme, pa.hostname, pa.port) == (pb.scheme, pb.hostname, pb.port)
@@ -254,7 +228,7 @@ class Downloader:
                 "or add a model's two .gguf files yourself."
             )
         staging = self.root / DOWNLOADS / name
-        lock = _InstallLock(self.root / DOWNLOADS / f"{name}.lock")
+        lock = FileLock(self.root / DOWNLOADS / f"{name}.lock")
         try:
             while not lock.try_acquire():
                 # Another tab or process is downloading this very model: follow its progress, then share its result.

@@ -287,7 +287,8 @@ class LlamaCppEngine:
                 backend != "cpu", backend, size, pair.lm.n_layer,
                 free_gpu_memory() if backend == "cuda" else None)
             threads = n_threads or physical_cores()
-            ctx = n_ctx or min(pair.lm.n_ctx_train, 4096)
+            # Past its training length a model's answers fall apart, so a larger request is capped.
+            ctx = min(n_ctx or 4096, pair.lm.n_ctx_train or 4096)
             self._sink.lines.clear()
             t0 = time.perf_counter()
             try:
@@ -444,6 +445,20 @@ class LlamaCppEngine:
                 stats.finish_reason = "stopped"
                 return
             yield from self._generate(prompt, params, stats, t_start)
+
+    def count_tokens(self, conv: Conversation) -> int:
+        """Context cells the conversation's prompt takes (text tokens + image tokens); nothing is evaluated."""
+        from llama_cpp import mtmd_cpp as M
+
+        with self._lock:
+            if self.model is None:
+                raise NoModelLoaded("No model is loaded. Pick a model first.")
+            text, images = self.render(conv)
+            units, _, chunks, bitmaps = self._tokenize(text, images)
+            M.mtmd_input_chunks_free(chunks)
+            for b in bitmaps:
+                M.mtmd_bitmap_free(b)
+        return sum(u[1] if isinstance(u, tuple) else 1 for u in units)
 
     def _check_images(self, conv: Conversation) -> None:
         assert self.model is not None

@@ -1,17 +1,19 @@
-"""What the UI and the CLI share: the engine, the model store, and the glue between them."""
+"""What the UI and the CLI share: the engine, the model store, history, settings, downloads, and the glue."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
 from app.catalog import ModelSpec, load_catalog
-from app.chat import Conversation, GenParams, ReplyStats
+from app.chat import Conversation, GenParams, ReplyStats, Turn, fit_conversation
 from app.downloads import DownloadManager
-from app.errors import AppError
+from app.errors import AppError, NoModelLoaded, TooManyImages
+from app.images import PreparedImage
+from app.settings import Settings, save_settings
 from app.store import ModelPair, ModelStore
 
 logger = logging.getLogger(__name__)
@@ -24,8 +26,22 @@ class Engine(Protocol):
 
     def load(self, lm_path: str | Path, mmproj_path: str | Path, **kwargs: object) -> object: ...
     def stream_reply(self, conv: Conversation, params: GenParams | None = None) -> Iterator[str]: ...
+    def count_tokens(self, conv: Conversation) -> int: ...
     def stop(self) -> None: ...
     def unload(self) -> None: ...
+
+
+@dataclass
+class Usage:
+    """How full the context is after the last reply: the gauge under the chat."""
+
+    used: int
+    size: int
+    images: int
+
+    @property
+    def fraction(self) -> float:
+        return self.used / self.size if self.size else 0.0
 
 
 @dataclass
@@ -38,6 +54,29 @@ class Services:
     loaded: ModelPair | None = None
     load_options: dict = field(default_factory=dict)
     downloads: DownloadManager = field(default_factory=DownloadManager)
+    history: object | None = None  # app.history.History; None for the one-shot CLI
+    settings: Settings = field(default_factory=Settings)
+    notice: str = ""  # said to the user after a reply, e.g. that old turns were left out
+
+    # -- models ----------------------------------------------------------------------------------------
+
+    def load(self, name: str) -> ModelPair:
+        """Load the installed pair called name (a no-op when it is already resident)."""
+        pair = self.store.find(name)
+        if self.loaded == pair:
+            return pair
+        self.engine.load(pair.lm, pair.mmproj, chat_format=pair.chat_format, **self.load_options)
+        self.loaded = pair
+        if self.history is not None:
+            self.update_settings(last_model=pair.name)
+        return pair
+
+    def load_files(self, lm: Path, mmproj: Path, chat_format: str | None = None) -> ModelPair:
+        """Load a pair given as two paths."""
+        self.engine.load(lm, mmproj, chat_format=chat_format, **self.load_options)
+        self.loaded = ModelPair(name=lm.stem, lm=lm, mmproj=mmproj,
+                                size=lm.stat().st_size + mmproj.stat().st_size)
+        return self.loaded
 
     def catalog(self) -> tuple[dict[str, str], list[ModelSpec]]:
         """The recommended picks and the catalog entries (read each time: it is small)."""
@@ -53,32 +92,133 @@ class Services:
             self.loaded = None
         return self.store.remove(name)
 
-    def load(self, name: str) -> ModelPair:
-        """Load the installed pair called name (a no-op when it is already resident)."""
-        pair = self.store.find(name)
-        if self.loaded == pair:
-            return pair
-        self.engine.load(pair.lm, pair.mmproj, chat_format=pair.chat_format, **self.load_options)
-        self.loaded = pair
-        return pair
-
-    def load_files(self, lm: Path, mmproj: Path, chat_format: str | None = None) -> ModelPair:
-        """Load a pair given as two paths."""
-        self.engine.load(lm, mmproj, chat_format=chat_format, **self.load_options)
-        self.loaded = ModelPair(name=lm.stem, lm=lm, mmproj=mmproj,
-                                size=lm.stat().st_size + mmproj.stat().st_size)
-        return self.loaded
-
     def close(self) -> None:
         """Free the model (llama-cpp-python complains at exit otherwise)."""
         self.engine.unload()
         self.loaded = None
 
+    # -- settings --------------------------------------------------------------------------------------
 
-def build_services(models_dir: Path | None = None, engine: Engine | None = None) -> Services:
+    def update_settings(self, **changes: object) -> Settings:
+        """Change and save settings; sampling applies to the next reply, context and GPU to the next load."""
+        self.settings = replace(self.settings, **changes).clamp()
+        self.params = self.settings.params()
+        self.load_options = self.settings.load_options()
+        save_settings(self.settings)
+        return self.settings
+
+    # -- conversations ---------------------------------------------------------------------------------
+
+    def _history(self):
+        if self.history is None:
+            raise AppError("History is not available in this mode.")
+        return self.history
+
+    def ask(self, cid: str, text: str, images: list[PreparedImage]) -> None:
+        """Save the user's question (and its images) to the conversation."""
+        from app.history import StoredMessage
+
+        h = self._history()
+        if self.loaded is None:
+            raise NoModelLoaded("No model is loaded. Pick one above and press Load, or download one on "
+                                "the Models tab.")
+        self.check_image_count(len(images))
+        h.append(cid, StoredMessage("user", text, [h.save_image(i) for i in images]))
+
+    def check_image_count(self, n: int) -> None:
+        """Refuse more images in one message than the loaded model takes."""
+        limit = getattr(getattr(self.engine, "model", None), "max_images", None)
+        if limit is not None and n > limit:
+            name = self.loaded.name if self.loaded else "This model"
+            raise TooManyImages(f"{name} accepts at most {limit} image{'s' if limit != 1 else ''} per message; "
+                                f"this one has {n}. Send them in separate messages.")
+
+    def conversation(self, cid: str) -> Conversation:
+        """A saved conversation as the engine takes it, images loaded from the store."""
+        stored = self._history().get(cid)
+        turns = [Turn(m.role, m.text, [self._history().load_image(s) for s in m.images])  # type: ignore[arg-type]
+                 for m in stored.messages]
+        return Conversation(system=stored.system, turns=turns)
+
+    def reply(self, cid: str) -> Iterator[str]:
+        """Stream the answer to the conversation's last question and save it (a stopped one too)."""
+        from app.history import StoredMessage
+
+        h = self._history()
+        if self.loaded is None:
+            raise NoModelLoaded("No model is loaded. Pick one above and press Load, or download one on "
+                                "the Models tab.")
+        conv = self.conversation(cid)
+        if not conv.turns or conv.turns[-1].role != "user":
+            raise AppError("There is no question to answer; type one first.")
+        self.notice = ""
+        size = getattr(getattr(self.engine, "model", None), "n_ctx", 0)
+        if size:
+            reserve = min(self.params.max_tokens, size // 4)
+            conv, dropped = fit_conversation(conv, self.engine.count_tokens, size - reserve)
+            if dropped:
+                self.notice = (f"This conversation no longer fits the model's context ({size} tokens), so the "
+                               f"oldest {dropped} message{'s' if dropped != 1 else ''} were left out of this "
+                               "reply. They are still saved here.")
+        text = ""
+        failed = False
+        try:
+            for delta in self.engine.stream_reply(conv, self.params):
+                text += delta
+                yield delta
+        except AppError:
+            failed = True
+            raise
+        finally:
+            # Saved even when stopped or when the browser went away: only the unfinished tokens are lost.
+            if not failed or text:
+                stats = self.engine.last_stats
+                h.append(cid, StoredMessage("assistant", text, model=self.loaded.name if self.loaded else None,
+                                            stats=asdict(stats) if stats else None))
+
+    def regenerate(self, cid: str) -> Iterator[str]:
+        """Replace the last reply with a new one."""
+        h = self._history()
+        stored = h.get(cid)
+        if stored.messages and stored.messages[-1].role == "assistant":
+            h.truncate(cid, len(stored.messages) - 1)
+        yield from self.reply(cid)
+
+    def edit(self, cid: str, index: int, text: str) -> Iterator[str]:
+        """Change question number index, drop everything after it, and answer again."""
+        h = self._history()
+        stored = h.get(cid)
+        if not 0 <= index < len(stored.messages) or stored.messages[index].role != "user":
+            raise AppError("Only your own questions can be edited.")
+        h.set_text(cid, index, text)
+        h.truncate(cid, index + 1)
+        yield from self.reply(cid)
+
+    def usage(self, cid: str) -> Usage | None:
+        """Context use after the conversation's last reply, or None before any."""
+        stored = self._history().get(cid)
+        images = sum(len(m.images) for m in stored.messages)
+        for m in reversed(stored.messages):
+            if m.role == "assistant" and m.stats:
+                used = int(m.stats.get("prompt_tokens", 0)) + int(m.stats.get("completion_tokens", 0))
+                return Usage(used, int(m.stats.get("context_size", 0)), images)
+        return None
+
+
+def build_services(models_dir: Path | None = None, engine: Engine | None = None,
+                   with_history: bool = False) -> Services:
     """Services backed by the real llama.cpp engine unless one is given."""
     if engine is None:
         from app.engine import LlamaCppEngine
 
         engine = LlamaCppEngine()
-    return Services(engine=engine, store=ModelStore(models_dir), downloads=DownloadManager(models_dir))
+    services = Services(engine=engine, store=ModelStore(models_dir), downloads=DownloadManager(models_dir))
+    if with_history:
+        from app.history import History
+        from app.settings import load_settings
+
+        services.history = History()
+        services.settings = load_settings()
+        services.params = services.settings.params()
+        services.load_options = services.settings.load_options()
+    return services

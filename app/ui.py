@@ -6,6 +6,7 @@ import functools
 import inspect
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,9 +29,23 @@ CSS = """
 #iris-stats { font-size: 0.85em; opacity: 0.8; }
 #iris-problems { font-size: 0.85em; color: #b45309; }
 .iris-job { margin: 0.4em 0; }
-.iris-job progress { width: 100%; height: 1.1em; accent-color: #6366f1; }
+progress { appearance: none; -webkit-appearance: none; border: none; border-radius: 4px;
+           background: rgba(127, 127, 127, 0.25); overflow: hidden; }
+progress::-webkit-progress-bar { background: rgba(127, 127, 127, 0.25); border-radius: 4px; }
+progress::-webkit-progress-value { background: #6366f1; border-radius: 4px; }
+progress::-moz-progress-bar { background: #6366f1; }
+.iris-job progress { width: 100%; height: 0.9em; }
 .iris-job .line { font-size: 0.85em; font-family: ui-monospace, monospace; }
 .iris-job .error { color: #b91c1c; }
+.iris-gauge { font-size: 0.85em; display: flex; align-items: center; gap: 0.6em; }
+.iris-gauge progress { width: 10em; height: 0.7em; flex: none; }
+.iris-gauge.warn progress::-webkit-progress-value { background: #d97706; }
+.iris-gauge.full progress::-webkit-progress-value { background: #dc2626; }
+.iris-gauge.full span, .iris-gauge.warn span { color: #b45309; }
+#iris-conversations label { width: 100%; }
+@media (max-width: 640px) {
+  #iris-chat { height: 55vh !important; }
+}
 """
 
 
@@ -65,19 +80,59 @@ def shows_app_errors(fn: Callable) -> Callable:
     return wrapper
 
 
-def to_chatbot(entries: list[dict]) -> list[dict]:
-    """Display messages from the session's entries ({'turn': Turn, 'paths': [...]})."""
+def stats_line(stats: dict | None) -> str:
+    """The figures under a reply: device, first token, speed, image encoding."""
+    if not stats:
+        return ""
+    parts = [f"{stats.get('device_lm', '?')}", f"first token {stats.get('ttft_s', 0):.2f} s",
+             f"{stats.get('decode_tok_s', 0):.1f} tok/s"]
+    if stats.get("images_encoded"):
+        parts.append(f"image encode {stats.get('image_encode_s', 0):.2f} s")
+    if stats.get("finish_reason") == "stopped":
+        parts.append("stopped")
+    return " · ".join(parts)
+
+
+def to_chatbot(stored: Any, image_path: Callable[[str], Path]) -> tuple[list[dict], list[int]]:
+    """Chatbot messages for a stored conversation, and for each one the stored message it shows."""
     out: list[dict] = []
-    for e in entries:
-        turn: Turn = e["turn"]
-        if turn.role == "user":
-            content: list[Any] = [{"path": p} for p in e.get("paths", [])]
-            if turn.text:
-                content.append(turn.text)
-            out.append({"role": "user", "content": content})
+    index: list[int] = []
+    for i, m in enumerate(stored.messages):
+        if m.role == "user":
+            # Images and text as separate messages (shown in one bubble): Gradio only lets a person edit a
+            # message whose content is plain text.
+            for sha in m.images:
+                out.append({"role": "user", "content": {"path": str(image_path(sha))}})
+                index.append(i)
+            if m.text or not m.images:
+                out.append({"role": "user", "content": m.text})
+                index.append(i)
         else:
-            out.append({"role": "assistant", "content": turn.text})
-    return out
+            out.append({"role": "assistant", "content": m.text or "…"})
+            index.append(i)
+            line = stats_line(m.stats)
+            if line:
+                model = f"{m.model} · " if m.model else ""
+                out.append({"role": "assistant", "content": "", "metadata": {"title": f"{model}{line}",
+                                                                            "status": "done"}})
+                index.append(-1)
+    return out, index
+
+
+def gauge_html(usage: Any) -> str:
+    """The context gauge: tokens used of the context, images counted, a warning near the end."""
+    if usage is None or not usage.size:
+        return ""
+    pct = usage.fraction
+    warn = ""
+    if pct >= 0.9:
+        warn = " — nearly full: the oldest messages will be left out of the next reply"
+    elif pct >= 0.75:
+        warn = " — filling up; start a new chat for a new topic"
+    cls = "full" if pct >= 0.9 else "warn" if pct >= 0.75 else "ok"
+    return (f'<div class="iris-gauge {cls}"><progress value="{usage.used}" max="{usage.size}"></progress> '
+            f"<span>Context {usage.used:,} / {usage.size:,} tokens · {usage.images} "
+            f"image{'s' if usage.images != 1 else ''}{warn}</span></div>")
 
 
 def model_choices(services: Services) -> tuple[list[str], str]:
@@ -161,6 +216,21 @@ def installed_markdown(services: Services) -> str:
 
 def build_ui(services: Services) -> gr.Blocks:
     """The whole app as a Blocks object; nothing is loaded until a person picks a model."""
+    from app.settings import SYSTEM_PRESETS
+
+    history = services.history
+    assert history is not None, "the UI needs services built with history"
+
+    def conv_choices(search: str = "") -> list[tuple[str, str]]:
+        return [(c.title, c.id) for c in history.list(search)]
+
+    def show(cid: str | None) -> tuple[list[dict], list[int], str, str]:
+        """Chatbot, index map, gauge and title for a conversation (or an empty new chat)."""
+        if not cid:
+            return [], [], "", ""
+        stored = history.get(cid)
+        msgs, index = to_chatbot(stored, history.image_path)
+        return msgs, index, gauge_html(services.usage(cid)), stored.title
 
     # User-caused errors become a toast plus a line in place, not gr.Error: a failed event
     # paints "Error" over its output components and hides the conversation behind it.
@@ -182,6 +252,7 @@ def build_ui(services: Services) -> gr.Blocks:
             pair = services.load_files(Path(lm.strip()), Path(mmproj.strip()))
         except AppError as exc:
             return _load_failed(services, exc)
+        gr.Info(f"Loaded {pair.name}.")
         return _model_status(services, pair.name)
 
     def refresh() -> tuple[Any, str]:
@@ -191,46 +262,172 @@ def build_ui(services: Services) -> gr.Blocks:
         return gr.update(choices=names, value=current), note
 
     @shows_app_errors
-    def add_user_turn(message: dict, entries: list[dict]) -> tuple[list[dict], Any, Any, bool]:
+    def open_app() -> tuple[Any, ...]:
+        convs = conv_choices()
+        cid = convs[0][1] if convs else None
+        msgs, index, gauge, title = show(cid)
+        state = _model_status(services, services.loaded.name) if services.loaded else gr.skip()
+        return gr.update(choices=convs, value=cid), cid, msgs, index, gauge, title, state
+
+    @shows_app_errors
+    def select_conv(cid: str | None) -> tuple[str | None, list[dict], list[int], str, str, str]:
+        msgs, index, gauge, title = show(cid)
+        return cid, msgs, index, gauge, title, ""
+
+    def new_chat() -> tuple[Any, None, list, list, str, str, str]:
+        return gr.update(value=None), None, [], [], "", "", ""
+
+    def search_convs(text: str, cid: str | None) -> Any:
+        convs = conv_choices(text)
+        return gr.update(choices=convs, value=cid if any(c[1] == cid for c in convs) else None)
+
+    @shows_app_errors
+    def add_user_turn(message: dict, cid: str | None, system: str) -> tuple[Any, ...]:
         text = (message or {}).get("text", "").strip()
         files = [f if isinstance(f, str) else f.get("path") for f in (message or {}).get("files", [])]
         try:
             if not text and not files:
                 raise AppError("Type a question or add an image first.")
             if services.loaded is None:
-                raise AppError("No model is loaded. Pick one above and press Load, or download one on the Models tab.")
+                raise AppError("No model is loaded. Pick one above and press Load, or download one on "
+                               "the Models tab.")
+            services.check_image_count(len(files))  # before reading them: the limit is the news
             images = [prepare_image(p, name=Path(p).name) for p in files]
+            new = not cid
+            if new:
+                cid = history.create(system=system or "")
+            try:
+                services.ask(cid, text, images)
+            except AppError:
+                if new:
+                    history.delete(cid)
+                raise
         except AppError as exc:
             gr.Warning(str(exc))
-            return entries, gr.skip(), gr.skip(), False  # the message stays in the box to fix
-        entries = entries + [{"turn": Turn("user", text, images), "paths": files}]
-        return entries, to_chatbot(entries), gr.update(value=None), True
+            # The message stays in the box to fix; nothing else changes.
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), False
+        msgs, index, _, _ = show(cid)
+        return cid, msgs, index, gr.update(value=None), gr.update(choices=conv_choices(), value=cid), True
+
+    def stream(cid: str | None, run: Callable[[], Iterator[str]]) -> Iterator[tuple[Any, ...]]:
+        """Show a reply as it streams, then the saved conversation with its stats."""
+        assert cid is not None
+        msgs, index, _, _ = show(cid)
+        reply = {"role": "assistant", "content": "…"}
+        text = ""
+        try:
+            for delta in run():
+                text += delta
+                reply["content"] = text
+                yield msgs + [reply], gr.skip(), gr.skip(), gr.skip()
+        except AppError as exc:
+            gr.Warning(str(exc))
+            msgs, index, gauge, _ = show(cid)
+            yield msgs, index, gauge, f"⚠️ {exc}"
+            return
+        if services.notice:
+            gr.Warning(services.notice)
+        msgs, index, gauge, _ = show(cid)
+        yield msgs, index, gauge, services.notice
 
     @shows_app_errors
-    def respond(entries: list[dict], system: str, accepted: bool) -> Iterator[tuple[list[dict], list[dict], str]]:
-        if not accepted:
-            yield gr.skip(), gr.skip(), gr.skip()  # yielding nothing would blank the outputs
+    def respond(cid: str | None, accepted: bool) -> Iterator[tuple[Any, ...]]:
+        if not accepted or not cid:
+            yield gr.skip(), gr.skip(), gr.skip(), gr.skip()  # yielding nothing would blank the outputs
             return
-        conv = Conversation(system=system or "", turns=[e["turn"] for e in entries])
-        reply = Turn("assistant", "")
-        shown = entries + [{"turn": reply}]
-        try:
-            for delta in services.engine.stream_reply(conv, services.params):
-                reply.text += delta
-                yield shown, to_chatbot(shown), ""
-        except AppError as exc:
-            # The failed question is taken back so it can be edited and sent again.
-            gr.Warning(str(exc))
-            yield entries[:-1], to_chatbot(entries[:-1]), f"⚠️ {exc}"
+        yield from stream(cid, lambda: services.reply(cid))
+
+    @shows_app_errors
+    def regenerate(cid: str | None) -> Iterator[tuple[Any, ...]]:
+        if not cid:
+            gr.Warning("There is no reply to regenerate yet.")
+            yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
-        stats = services.engine.last_stats
-        yield shown, to_chatbot(shown), (stats.summary() if stats else "")
+        yield from stream(cid, lambda: services.regenerate(cid))
+
+    @shows_app_errors
+    def edit_message(cid: str | None, index: list[int], data: gr.EditData) -> Iterator[tuple[Any, ...]]:
+        pos = data.index[0] if isinstance(data.index, (list, tuple)) else data.index
+        stored_i = index[pos] if cid and 0 <= pos < len(index) else -1
+        value = data.value
+        if isinstance(value, list):
+            value = next((v for v in value if isinstance(v, str)), "")
+        elif isinstance(value, dict):
+            value = value.get("text", "")
+        if stored_i < 0:
+            gr.Warning("Only your own questions can be edited.")
+            msgs, idx, gauge, _ = show(cid)
+            yield msgs, idx, gauge, ""
+            return
+        yield from stream(cid, lambda: services.edit(cid, stored_i, str(value)))
 
     def stop() -> None:
         services.engine.stop()
 
-    def clear() -> tuple[list, list, str]:
-        return [], [], ""
+    @shows_app_errors
+    def rename(cid: str | None, title: str, search: str) -> Any:
+        if not cid:
+            gr.Warning("Start or pick a conversation first.")
+            return gr.skip()
+        history.rename(cid, title)
+        return gr.update(choices=conv_choices(search), value=cid)
+
+    @shows_app_errors
+    def delete(cid: str | None, confirmed: Any) -> tuple[Any, ...]:
+        if not cid or not confirmed:
+            return (gr.skip(),) * 7
+        history.delete(cid)
+        convs = conv_choices()
+        return (gr.update(choices=convs, value=None), None, [], [], "", "", "")
+
+    @shows_app_errors
+    def export(cid: str | None, kind: str) -> Any:
+        import json
+        import tempfile
+
+        if not cid:
+            gr.Warning("Pick a conversation to export first.")
+            return gr.update(value=None, visible=False)
+        out = Path(tempfile.mkdtemp(prefix="iris-export-"))
+        if kind == "md":
+            path = history.export_markdown(cid, out)
+        else:
+            data = history.export_json(cid)
+            path = out / f"{(data['title'] or 'conversation')[:40].replace('/', '_')}.json"
+            path.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
+        return gr.update(value=str(path), visible=True)
+
+    @shows_app_errors
+    def import_conv(file: Any) -> tuple[Any, ...]:
+        import json
+
+        path = file if isinstance(file, str) else getattr(file, "name", None)
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError, TypeError):
+            gr.Warning("That file is not a conversation exported by Iris (it is not JSON).")
+            return (gr.skip(),) * 6
+        try:
+            cid = history.import_json(data)
+        except AppError as exc:
+            gr.Warning(str(exc))
+            return (gr.skip(),) * 6
+        msgs, index, gauge, title = show(cid)
+        gr.Info(f"Imported “{title}”.")
+        return gr.update(choices=conv_choices(), value=cid), cid, msgs, index, gauge, title
+
+    def save_setting(name: str) -> Callable[[Any], None]:
+        def handler(value: Any) -> None:
+            services.update_settings(**{name: value})
+        return handler
+
+    def pick_preset(preset: str) -> str:
+        return SYSTEM_PRESETS.get(preset, "")
+
+    def save_system(cid: str | None, text: str) -> None:
+        services.update_settings(system_prompt=text)
+        if cid:
+            history.set_system(cid, text)
 
     @shows_app_errors
     def start_download(spec_id: str | None, quant: str | None) -> str:
@@ -285,38 +482,67 @@ def build_ui(services: Services) -> gr.Blocks:
                 gr.update(choices=names, value=names[0] if names else None), names)
 
     names, note = model_choices(services)
+    st = services.settings
+    preferred = st.last_model if st.last_model in names else (names[0] if names else None)
     with gr.Blocks(title="Iris", analytics_enabled=False) as demo:
-        entries = gr.State([])
+        cid_state = gr.State(None)
+        index_state = gr.State([])
         accepted = gr.State(False)
         known_models = gr.State(names)
-        gr.Markdown("## Iris — chat about your images, on your own machine")
+        with gr.Sidebar(label="Conversations", elem_id="iris-sidebar", open=True):
+            new_btn = gr.Button("+ New chat", variant="primary", elem_id="iris-new-chat")
+            search = gr.Textbox(placeholder="Search conversations…", show_label=False, elem_id="iris-search")
+            conv_list = gr.Radio(choices=[], label="Conversations", elem_id="iris-conversations")
+            with gr.Accordion("This conversation", open=False, elem_id="iris-conv-actions"):
+                title_box = gr.Textbox(label="Name", elem_id="iris-title")
+                rename_btn = gr.Button("Rename", size="sm", elem_id="iris-rename")
+                with gr.Row():
+                    md_btn = gr.Button("Export Markdown", size="sm", elem_id="iris-export-md")
+                    json_btn = gr.Button("Export JSON", size="sm", elem_id="iris-export-json")
+                export_file = gr.File(label="Exported file", visible=False, elem_id="iris-export-file")
+                import_btn = gr.UploadButton("Import JSON", file_types=[".json"], size="sm", elem_id="iris-import")
+                delete_btn = gr.Button("Delete conversation", variant="stop", size="sm", elem_id="iris-delete")
         with gr.Tabs(selected="chat" if names else "models"):
             with gr.Tab("Chat", id="chat"):
                 with gr.Row(equal_height=True):
-                    model_dd = gr.Dropdown(choices=names, value=names[0] if names else None,
-                                           label="Model", scale=4, allow_custom_value=False)
-                    load_btn = gr.Button("Load", variant="primary", scale=1)
-                    refresh_btn = gr.Button("Rescan models folder", scale=1)
+                    model_dd = gr.Dropdown(choices=names, value=preferred, label="Model", scale=4,
+                                           allow_custom_value=False, elem_id="iris-model")
+                    load_btn = gr.Button("Load", variant="primary", scale=1, elem_id="iris-load")
+                    refresh_btn = gr.Button("Rescan", scale=1)
                 status = gr.Markdown(_model_status(services, None) if not names else
-                                     f"Models folder: `{services.store.root}`. Pick a model and press **Load**.")
+                                     "Pick a model and press **Load**.", elem_id="iris-status")
                 problems = gr.Markdown(note, elem_id="iris-problems")
-                with gr.Accordion("Use my own GGUF files", open=False):
-                    with gr.Row():
-                        lm_path = gr.Textbox(label="LM .gguf path", scale=3)
-                        mm_path = gr.Textbox(label="mmproj .gguf path", scale=3)
-                        files_btn = gr.Button("Load these files", scale=1)
-                with gr.Accordion("System prompt", open=False):
-                    system = gr.Textbox(label="System prompt", lines=2, placeholder="Leave empty for the model's default")
-                chatbot = gr.Chatbot(label="Chat", height=480, buttons=["copy"], elem_id="iris-chat")
+                chatbot = gr.Chatbot(
+                    label="Chat", height="62vh", buttons=["copy", "copy_all"], editable="user",
+                    elem_id="iris-chat", allow_tags=False, sanitize_html=True, group_consecutive_messages=False,
+                    latex_delimiters=[{"left": "$$", "right": "$$", "display": True},
+                                      {"left": "\\[", "right": "\\]", "display": True},
+                                      {"left": "\\(", "right": "\\)", "display": False}],
+                    placeholder="Drop, paste or pick an image, then ask about it.",
+                )
                 box = gr.MultimodalTextbox(
                     file_types=["image"], file_count="multiple", sources=["upload"],
                     placeholder="Ask about an image: drop, paste or pick one (several are fine)…",
                     show_label=False, elem_id="iris-input",
                 )
                 with gr.Row():
-                    stop_btn = gr.Button("Stop", variant="stop", elem_id="iris-stop")
-                    clear_btn = gr.Button("New chat")
-                stats = gr.Markdown("", elem_id="iris-stats")
+                    stop_btn = gr.Button("Stop", variant="stop", elem_id="iris-stop", size="sm")
+                    regen_btn = gr.Button("Regenerate", elem_id="iris-regenerate", size="sm")
+                gauge = gr.HTML("", elem_id="iris-gauge")
+                notice = gr.Markdown("", elem_id="iris-stats")
+                with gr.Accordion("Settings", open=False, elem_id="iris-settings"):
+                    preset = gr.Dropdown(choices=list(SYSTEM_PRESETS), value=None, label="System prompt preset")
+                    system = gr.Textbox(label="System prompt", lines=2, value=st.system_prompt,
+                                        placeholder="Leave empty for the model's default", elem_id="iris-system")
+                    with gr.Row():
+                        temp = gr.Slider(0.0, 2.0, value=st.temperature, step=0.05, label="Temperature")
+                        top_p = gr.Slider(0.05, 1.0, value=st.top_p, step=0.05, label="Top p")
+                        max_tok = gr.Slider(16, 4096, value=st.max_tokens, step=16, label="Max tokens")
+                    with gr.Row():
+                        n_ctx = gr.Slider(0, 32768, value=st.n_ctx, step=512,
+                                          label="Context size (0 = the model's own, up to 4096; next Load)")
+                        ngl = gr.Slider(-1, 200, value=st.n_gpu_layers, step=1,
+                                        label="GPU layers (-1 = automatic; next Load)")
 
             with gr.Tab("Models", id="models"):
                 choices, pick, why = catalog_choices(services)
@@ -325,7 +551,8 @@ def build_ui(services: Services) -> gr.Blocks:
                     entry_dd = gr.Dropdown(choices=choices, value=pick, label="Catalog", scale=4,
                                            elem_id="iris-catalog")
                     first_quants = [q.name for q in next(s for s in services.catalog()[1] if s.id == pick).quants]
-                    quant_dd = gr.Dropdown(choices=first_quants, value=first_quants[0], label="Quantization", scale=1)
+                    quant_dd = gr.Dropdown(choices=first_quants, value=first_quants[0], label="Quantization",
+                                           scale=1)
                     dl_btn = gr.Button("Download", variant="primary", scale=1, elem_id="iris-download")
                     cancel_btn = gr.Button("Cancel download", scale=1, elem_id="iris-cancel-download")
                 details = gr.Markdown(catalog_details(services, pick, first_quants[0]))
@@ -336,7 +563,45 @@ def build_ui(services: Services) -> gr.Blocks:
                     remove_dd = gr.Dropdown(choices=names, value=None, label="Remove a model", scale=4,
                                             elem_id="iris-remove-name")
                     remove_btn = gr.Button("Remove", variant="stop", scale=1, elem_id="iris-remove")
+                with gr.Accordion("Add my own GGUF files", open=False):
+                    gr.Markdown(f"Put an LM `.gguf` and its `mmproj` `.gguf` in a folder under "
+                                f"`{services.store.root}` (then **Rescan** on the Chat tab), or load two "
+                                "files by path. Iris checks that they fit together first.")
+                    with gr.Row():
+                        lm_path = gr.Textbox(label="LM .gguf path", scale=3)
+                        mm_path = gr.Textbox(label="mmproj .gguf path", scale=3)
+                        files_btn = gr.Button("Load these files", scale=1)
+                    files_status = gr.Markdown("", elem_id="iris-files-status")
         timer = gr.Timer(1.0)
+
+        view = [chatbot, index_state, gauge, title_box]
+        demo.load(open_app, None, [conv_list, cid_state, *view, status])
+        conv_list.input(select_conv, conv_list, [cid_state, *view, notice])
+        new_btn.click(new_chat, None, [conv_list, cid_state, *view, notice])
+        chatbot.clear(new_chat, None, [conv_list, cid_state, *view, notice])  # the bin icon: a fresh chat
+        search.change(search_convs, [search, cid_state], conv_list, show_progress="hidden")
+        box.submit(add_user_turn, [box, cid_state, system], [cid_state, chatbot, index_state, box, conv_list,
+                                                              accepted]).then(
+            respond, [cid_state, accepted], [chatbot, index_state, gauge, notice])
+        regen_btn.click(regenerate, cid_state, [chatbot, index_state, gauge, notice])
+        chatbot.retry(regenerate, cid_state, [chatbot, index_state, gauge, notice])
+        chatbot.edit(edit_message, [cid_state, index_state], [chatbot, index_state, gauge, notice])
+        stop_btn.click(stop, None, None, queue=False)
+        rename_btn.click(rename, [cid_state, title_box, search], conv_list)
+        delete_btn.click(delete, [cid_state, delete_btn], [conv_list, cid_state, *view, notice],
+                         js="(cid, b) => [cid, confirm('Delete this conversation and its images?')]")
+        md_btn.click(lambda c: export(c, "md"), cid_state, export_file)
+        json_btn.click(lambda c: export(c, "json"), cid_state, export_file)
+        import_btn.upload(import_conv, import_btn, [conv_list, cid_state, *view])
+
+        load_btn.click(load_model, model_dd, status)
+        files_btn.click(load_files, [lm_path, mm_path], files_status).then(lambda t: t, files_status, status)
+        refresh_btn.click(refresh, None, [model_dd, problems])
+        preset.input(pick_preset, preset, system).then(save_system, [cid_state, system], None)
+        system.blur(save_system, [cid_state, system], None)
+        for comp, name in ((temp, "temperature"), (top_p, "top_p"), (max_tok, "max_tokens"), (n_ctx, "n_ctx"),
+                           (ngl, "n_gpu_layers")):
+            comp.release(save_setting(name), comp, None, show_progress="hidden")
 
         entry_dd.change(pick_entry, entry_dd, [quant_dd, details])
         quant_dd.change(lambda i, q: catalog_details(services, i, q), [entry_dd, quant_dd], details)
@@ -346,14 +611,6 @@ def build_ui(services: Services) -> gr.Blocks:
                    concurrency_limit=None, show_progress="hidden")
         remove_btn.click(remove_model, remove_dd, [installed, remove_dd, model_dd, known_models],
                          js="(n) => (n && confirm('Delete ' + n + ' from disk?')) ? n : null")
-
-        load_btn.click(load_model, model_dd, status)
-        files_btn.click(load_files, [lm_path, mm_path], status)
-        refresh_btn.click(refresh, None, [model_dd, problems])
-        box.submit(add_user_turn, [box, entries], [entries, chatbot, box, accepted]).then(
-            respond, [entries, system, accepted], [entries, chatbot, stats])
-        stop_btn.click(stop, None, None, queue=False)
-        clear_btn.click(clear, None, [entries, chatbot, stats])
     return demo
 
 
@@ -376,10 +633,51 @@ def _model_status(services: Services, name: str | None) -> str:
             f"{model.max_images} images per message")
 
 
-def launch(services: Services, host: str, port: int, open_browser: bool = True) -> None:
-    """Serve the app until Ctrl+C; never with a public share link."""
+# Phones: start with the conversation list folded away so the chat is what one sees first.
+# Images dropped anywhere on the chat go to the input box, as if dropped on it.
+JS_ON_LOAD = """
+() => {
+  const inChat = (e) => e.target && e.target.closest && e.target.closest('#iris-chat');
+  document.addEventListener('dragover', (e) => { if (inChat(e)) e.preventDefault(); });
+  document.addEventListener('drop', (e) => {
+    if (!inChat(e) || !e.dataTransfer || !e.dataTransfer.files.length) return;
+    e.preventDefault();
+    const input = document.querySelector('#iris-input input[type=file]');
+    if (!input) return;
+    const dt = new DataTransfer();
+    for (const f of e.dataTransfer.files) dt.items.add(f);
+    input.files = dt.files;
+    input.dispatchEvent(new Event('change', { bubbles: true }));
+  });
+  if (window.innerWidth < 768) {
+    setTimeout(() => {
+      const sb = document.querySelector('#iris-sidebar');
+      if (sb && sb.classList.contains('open')) sb.querySelector('button.toggle-button')?.click();
+    }, 300);
+  }
+}
+"""
+
+
+def launch(services: Services, host: str, port: int, open_browser: bool = True, block: bool = True,
+           on_ready: Callable[[], None] | None = None) -> gr.Blocks:
+    """Serve the app (until Ctrl+C or SIGTERM when block); never with a public share link."""
+    assert services.history is not None
     demo = build_ui(services)
     demo.queue(default_concurrency_limit=1)
-    print(f"Iris is running at http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}", flush=True)
-    demo.launch(server_name=host, server_port=port, inbrowser=open_browser, share=False,
-                show_error=False, css=CSS, theme=gr.themes.Soft())
+    favicon = Path(__file__).resolve().parent.parent / "assets" / "iris.png"
+    demo.launch(server_name=host, server_port=port, inbrowser=open_browser, share=False, quiet=True,
+                show_error=False, css=CSS, js=JS_ON_LOAD, theme=gr.themes.Soft(), footer_links=[],
+                favicon_path=str(favicon) if favicon.exists() else None,
+                allowed_paths=[str(services.history.images_dir)], prevent_thread_lock=True)
+    if on_ready is not None:
+        on_ready()
+    if block:
+        try:
+            while demo.is_running:
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            demo.close()
+    return demo

@@ -33,13 +33,15 @@ def send(page, text: str, files: list[Path]) -> None:
 
 
 def test_image_and_question_stream_a_reply(page, server, images):
-    page.get_by_role("button", name="Load", exact=True).click()
-    page.get_by_text("Loaded", exact=False).first.wait_for(timeout=30000)
+    page.locator("#iris-load").click()
+    page.locator("#iris-status", has_text="Loaded").wait_for(timeout=30000)
     send(page, "What is in this picture?", [images["red"]])
     page.locator("#iris-chat .bot-row").first.wait_for(timeout=30000)
-    page.locator("#iris-stats", has_text="tok/s").wait_for(timeout=60000)
+    stats = page.locator("#iris-chat", has_text="tok/s")
+    stats.wait_for(timeout=60000)
     assert page.locator("#iris-chat img").count() >= 1
-    assert "image encode" in page.locator("#iris-stats").inner_text()
+    assert "image encode" in stats.inner_text() and "first token" in stats.inner_text()
+    page.locator("#iris-gauge", has_text="Context").wait_for(timeout=10000)
     shot(page, "chat-with-image")
     assert server[1].poll() is None
 
@@ -58,10 +60,12 @@ def test_a_file_that_is_not_an_image_gives_its_message(page, server, tmp_path):
 def test_bad_model_files_give_their_message(page, server, tiny_pair, tmp_path):
     bad = tmp_path / "half.gguf"
     bad.write_bytes(tiny_pair[0].read_bytes()[:1000])
-    page.get_by_text("Use my own GGUF files").click()
+    page.get_by_role("tab", name="Models").click()
+    page.get_by_text("Add my own GGUF files").click()
     page.get_by_label("LM .gguf path").fill(str(bad))
     page.get_by_label("mmproj .gguf path").fill(str(tiny_pair[1]))
     page.get_by_role("button", name="Load these files").click()
     page.get_by_text("half.gguf is truncated", exact=False).first.wait_for(timeout=20000)
     shot(page, "bad-model")
     assert server[1].poll() is None
+

@@ -76,3 +76,30 @@ def test_refusals_are_one_line_and_nonzero(tiny_pair, tmp_path, iris_home, case,
     assert r.returncode == 2
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("iris: ") and expected in lines[0], r.stderr
+
+
+def test_a_second_start_finds_the_running_iris_and_sigterm_stops_it_cleanly(models_dir, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    env = dict(os.environ, IRIS_HOME=str(tmp_path / "home"))
+    cmd = [sys.executable, "-m", "app", "--models-dir", str(models_dir), "serve", "--no-browser"]
+    first = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    line = first.stdout.readline()
+    while "Iris is running at" not in line:
+        assert first.poll() is None, line
+        line = first.stdout.readline()
+    url = line.split("Iris is running at ")[1].strip()
+    urllib.request.urlopen(url, timeout=5).close()
+    t0 = time.monotonic()
+    second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    assert second.returncode == 0 and f"already running at {url}" in second.stdout
+    assert time.monotonic() - t0 < 30
+    first.send_signal(signal.SIGTERM)
+    rest = first.communicate(timeout=30)[0]
+    assert first.returncode == 0 and "Iris stopped." in rest
+    assert not (tmp_path / "home" / "run" / "server.json").exists()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from app.chat import Turn
 
 
 def test_gradio_analytics_are_off():
@@ -13,13 +12,46 @@ def test_gradio_analytics_are_off():
     assert os.environ["GRADIO_ANALYTICS_ENABLED"] == "False"
 
 
-def test_to_chatbot_shows_images_before_text():
+def test_to_chatbot_shows_images_before_text_and_stats_under_replies():
+    from pathlib import Path
+
+    from app.history import StoredConversation, StoredMessage
     from app.ui import to_chatbot
 
-    msgs = to_chatbot([{"turn": Turn("user", "what?"), "paths": ["/a.png"]},
-                       {"turn": Turn("assistant", "a cat")}])
-    assert msgs == [{"role": "user", "content": [{"path": "/a.png"}, "what?"]},
-                    {"role": "assistant", "content": "a cat"}]
+    conv = StoredConversation("c", "t", "", [
+        StoredMessage("user", "what?", ["ab" * 32]),
+        StoredMessage("assistant", "a cat", model="m", stats={"device_lm": "CPU", "ttft_s": 0.25,
+                                                              "decode_tok_s": 12.0, "images_encoded": 1,
+                                                              "image_encode_s": 1.5}),
+        StoredMessage("user", "and?"),
+    ])
+    msgs, index = to_chatbot(conv, lambda sha: Path("/img") / f"{sha}.png")
+    assert msgs[0] == {"role": "user", "content": {"path": f"/img/{'ab' * 32}.png"}}
+    assert msgs[1] == {"role": "user", "content": "what?"}  # plain text, so it can be edited
+    assert msgs[2] == {"role": "assistant", "content": "a cat"}
+    assert msgs[3]["metadata"]["title"] == "m · CPU · first token 0.25 s · 12.0 tok/s · image encode 1.50 s"
+    assert index == [0, 0, 1, -1, 2]  # the stats line maps to no stored message
+
+
+def test_gauge_warns_before_the_context_is_full():
+    from app.services import Usage
+    from app.ui import gauge_html
+
+    assert "warn" not in gauge_html(Usage(100, 4096, 1))
+    assert "filling up" in gauge_html(Usage(3200, 4096, 2))
+    assert "nearly full" in gauge_html(Usage(3900, 4096, 2)) and "2 images" in gauge_html(Usage(3900, 4096, 2))
+
+
+def test_model_output_cannot_run_script():
+    import gradio as gr
+
+    from app.history import History  # noqa: F401 - the UI needs history
+    from app.services import build_services
+    from app.ui import build_ui
+
+    demo = build_ui(build_services(with_history=True))
+    bots = [b for b in demo.blocks.values() if isinstance(b, gr.Chatbot)]
+    assert bots and all(b.sanitize_html and b.allow_tags is False for b in bots)
 
 
 def test_cli_refuses_to_pick_a_taken_port():

@@ -1,0 +1,278 @@
+"""Saved conversations: SQLite in the user data dir, images stored once by content hash beside it.
+
+Every message is committed as soon as it exists (WAL journal), so a crash or kill -9 loses at most the
+reply being generated.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sqlite3
+import threading
+import time
+import uuid
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from app import config
+from app.errors import AppError
+from app.images import PreparedImage
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS conversations (
+    id TEXT PRIMARY KEY,
+    title TEXT NOT NULL,
+    system TEXT NOT NULL DEFAULT '',
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    conv_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    role TEXT NOT NULL,
+    text TEXT NOT NULL,
+    images TEXT NOT NULL DEFAULT '[]',
+    model TEXT,
+    stats TEXT,
+    created REAL NOT NULL,
+    UNIQUE (conv_id, seq)
+);
+CREATE INDEX IF NOT EXISTS conversations_updated ON conversations(updated DESC);
+"""
+EXPORT_FORMAT = "iris-conversation/1"
+
+
+@dataclass
+class StoredMessage:
+    """One saved message; images are content hashes in the image store."""
+
+    role: str
+    text: str
+    images: list[str] = field(default_factory=list)
+    model: str | None = None
+    stats: dict | None = None
+
+
+@dataclass
+class StoredConversation:
+    """A saved conversation with all its messages, oldest first."""
+
+    id: str
+    title: str
+    system: str
+    messages: list[StoredMessage]
+    updated: float = 0.0
+
+
+@dataclass(frozen=True)
+class ConversationSummary:
+    """What the sidebar lists."""
+
+    id: str
+    title: str
+    updated: float
+
+
+class InvalidImport(AppError):
+    """A file that is not an Iris conversation export."""
+
+
+def default_title(text: str, n_images: int) -> str:
+    """A conversation's first title: the start of the first question."""
+    words = " ".join(text.split())
+    if not words:
+        return "Image chat" if n_images else "New chat"
+    return words if len(words) <= 60 else words[:57].rstrip() + "…"
+
+
+class History:
+    """The conversation store. Thread-safe: one connection guarded by a lock (Gradio runs handlers in threads)."""
+
+    def __init__(self, root: Path | None = None):
+        self.root = config.ensure(root or config.data_dir())
+        self.images_dir = config.ensure(self.root / "images")
+        self._db = sqlite3.connect(self.root / "history.sqlite3", check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # committed = survives a crash of the app
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- images ----------------------------------------------------------------------------------------
+
+    def image_path(self, sha: str) -> Path:
+        return self.images_dir / sha[:2] / f"{sha}.png"
+
+    def save_image(self, img: PreparedImage) -> str:
+        """Store an image once, named by its hash; return the hash."""
+        path = self.image_path(img.sha256)
+        if not path.exists():
+            config.ensure(path.parent)
+            tmp = path.with_suffix(f".{uuid.uuid4().hex[:8]}.tmp")
+            tmp.write_bytes(img.png)
+            os.replace(tmp, path)
+        return img.sha256
+
+    def load_image(self, sha: str) -> PreparedImage:
+        """An image from the store, ready for the engine."""
+        from app.images import prepare_image
+
+        path = self.image_path(sha)
+        try:
+            img = prepare_image(path.read_bytes(), name=f"{sha[:8]}.png")
+        except OSError as exc:
+            raise AppError(f"An image of this conversation is missing from {self.images_dir} ({exc}).") from exc
+        return img
+
+    # -- conversations ---------------------------------------------------------------------------------
+
+    def create(self, system: str = "", title: str = "New chat") -> str:
+        """A new, empty conversation; return its id."""
+        cid = uuid.uuid4().hex
+        now = time.time()
+        with self._lock:
+            self._db.execute("INSERT INTO conversations VALUES (?, ?, ?, ?, ?)", (cid, title, system, now, now))
+        return cid
+
+    def list(self, search: str = "", limit: int = 500) -> list[ConversationSummary]:
+        """Conversations, newest first; search matches titles and message text."""
+        q = "SELECT id, title, updated FROM conversations"
+        args: tuple = ()
+        if search.strip():
+            like = f"%{search.strip()}%"
+            q += (" WHERE title LIKE ? OR id IN (SELECT conv_id FROM messages WHERE text LIKE ?)")
+            args = (like, like)
+        q += " ORDER BY updated DESC LIMIT ?"
+        with self._lock:
+            rows = self._db.execute(q, (*args, limit)).fetchall()
+        return [ConversationSummary(*r) for r in rows]
+
+    def get(self, cid: str) -> StoredConversation:
+        """One conversation with its messages."""
+        with self._lock:
+            row = self._db.execute("SELECT title, system, updated FROM conversations WHERE id = ?", (cid,)).fetchone()
+            if row is None:
+                raise AppError("That conversation no longer exists; it may have been deleted in another window.")
+            msgs = self._db.execute(
+                "SELECT role, text, images, model, stats FROM messages WHERE conv_id = ? ORDER BY seq", (cid,)
+            ).fetchall()
+        return StoredConversation(cid, row[0], row[1], [
+            StoredMessage(r, t, json.loads(i), m, json.loads(s) if s else None) for r, t, i, m, s in msgs
+        ], row[2])
+
+    def append(self, cid: str, msg: StoredMessage) -> int:
+        """Add a message at the end (committed at once); return its index."""
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                (n,) = self._db.execute("SELECT COUNT(*) FROM messages WHERE conv_id = ?", (cid,)).fetchone()
+                self._db.execute(
+                    "INSERT INTO messages (conv_id, seq, role, text, images, model, stats, created)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (cid, n, msg.role, msg.text, json.dumps(msg.images), msg.model,
+                     json.dumps(msg.stats) if msg.stats else None, now))
+                if n == 0 and msg.role == "user":
+                    self._db.execute("UPDATE conversations SET title = ? WHERE id = ? AND title = 'New chat'",
+                                     (default_title(msg.text, len(msg.images)), cid))
+                self._db.execute("UPDATE conversations SET updated = ? WHERE id = ?", (now, cid))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return n
+
+    def truncate(self, cid: str, keep: int) -> None:
+        """Keep the first keep messages (regenerate, edit)."""
+        with self._lock:
+            self._db.execute("DELETE FROM messages WHERE conv_id = ? AND seq >= ?", (cid, keep))
+            self._db.execute("UPDATE conversations SET updated = ? WHERE id = ?", (time.time(), cid))
+
+    def set_text(self, cid: str, index: int, text: str) -> None:
+        """Replace one message's text (an edited question)."""
+        with self._lock:
+            self._db.execute("UPDATE messages SET text = ? WHERE conv_id = ? AND seq = ?", (text, cid, index))
+
+    def rename(self, cid: str, title: str) -> None:
+        title = " ".join(title.split())[:120]
+        if not title:
+            raise AppError("A conversation needs a name; type one first.")
+        with self._lock:
+            self._db.execute("UPDATE conversations SET title = ? WHERE id = ?", (title, cid))
+
+    def set_system(self, cid: str, system: str) -> None:
+        with self._lock:
+            self._db.execute("UPDATE conversations SET system = ? WHERE id = ?", (system, cid))
+
+    def delete(self, cid: str) -> None:
+        """Delete a conversation; images no other conversation uses are deleted too."""
+        with self._lock:
+            rows = self._db.execute("SELECT images FROM messages WHERE conv_id = ?", (cid,)).fetchall()
+            self._db.execute("DELETE FROM messages WHERE conv_id = ?", (cid,))
+            self._db.execute("DELETE FROM conversations WHERE id = ?", (cid,))
+            shas = {s for (i,) in rows for s in json.loads(i)}
+            still = {s for (i,) in self._db.execute("SELECT images FROM messages WHERE images != '[]'")
+                     for s in json.loads(i)}
+        for sha in shas - still:
+            self.image_path(sha).unlink(missing_ok=True)
+
+    # -- export / import -------------------------------------------------------------------------------
+
+    def export_json(self, cid: str) -> dict:
+        """The conversation with its images embedded (base64 PNG), importable on another machine."""
+        conv = self.get(cid)
+        shas = {s for m in conv.messages for s in m.images}
+        return {
+            "format": EXPORT_FORMAT, "title": conv.title, "system": conv.system,
+            "messages": [vars(m) for m in conv.messages],
+            "images": {s: base64.b64encode(self.image_path(s).read_bytes()).decode() for s in sorted(shas)},
+        }
+
+    def import_json(self, data: dict) -> str:
+        """Add an exported conversation as a new one; return its id."""
+        from app.images import prepare_image
+
+        if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
+            raise InvalidImport("This file is not a conversation exported by Iris (its format is not "
+                                f"'{EXPORT_FORMAT}').")
+        try:
+            stored = {}
+            for sha, b64 in data.get("images", {}).items():
+                img = prepare_image(base64.b64decode(b64), name=f"{sha[:8]}.png")
+                stored[sha] = self.save_image(img)
+            cid = self.create(str(data.get("system", "")), str(data.get("title") or "Imported chat"))
+            for m in data["messages"]:
+                self.append(cid, StoredMessage(
+                    role=m["role"], text=str(m["text"]), images=[stored[s] for s in m.get("images", [])],
+                    model=m.get("model"), stats=m.get("stats")))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidImport(f"This conversation file is damaged ({exc!r}); nothing was imported.") from exc
+        return cid
+
+    def export_markdown(self, cid: str, out_dir: Path) -> Path:
+        """A .zip with conversation.md and its images (relative links), for reading anywhere."""
+        conv = self.get(cid)
+        safe = "".join(c if c.isalnum() or c in "-_ " else "_" for c in conv.title).strip() or "conversation"
+        path = config.ensure(out_dir) / f"{safe[:50]}.zip"
+        lines = [f"# {conv.title}", ""]
+        if conv.system:
+            lines += [f"> System: {conv.system}", ""]
+        for m in conv.messages:
+            who = "You" if m.role == "user" else f"Assistant{f' ({m.model})' if m.model else ''}"
+            lines += [f"**{who}:**", ""]
+            lines += [f"![image](images/{s}.png)" for s in m.images]
+            lines += [m.text, ""]
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("conversation.md", "\n".join(lines))
+            for s in sorted({s for m in conv.messages for s in m.images}):
+                zf.write(self.image_path(s), f"images/{s}.png")
+        return path

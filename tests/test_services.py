@@ -1,0 +1,124 @@
+"""The chat flow the UI uses, with history, through the real engine on the tiny test model."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.chat import Conversation, GenParams, Turn, fit_conversation
+from app.errors import NoModelLoaded, TooManyImages
+from app.history import History, StoredMessage
+from app.images import prepare_image
+from app.services import build_services
+from app.settings import Settings, load_settings, save_settings, settings_path
+
+
+@pytest.fixture
+def services(models_dir, tmp_path):
+    s = build_services(models_dir, with_history=True)
+    s.params = GenParams(temperature=0.0, max_tokens=8, seed=1)
+    s.load("tiny-llava")
+    yield s
+    s.close()
+    s.history.close()
+
+
+def test_reply_is_saved_with_model_and_stats(services, images):
+    cid = services.history.create()
+    services.ask(cid, "What colour?", [prepare_image(images["red"])])
+    text = "".join(services.reply(cid))
+    conv = services.history.get(cid)
+    assert [m.role for m in conv.messages] == ["user", "assistant"]
+    assert conv.messages[1].text == text and conv.messages[1].model == "tiny-llava"
+    assert conv.messages[1].stats["images_encoded"] == 1
+    usage = services.usage(cid)
+    assert usage.images == 1 and usage.size == 2048 and usage.used > 16
+
+
+def test_regenerate_and_edit_replace_what_follows(services, images):
+    cid = services.history.create()
+    services.ask(cid, "first", [prepare_image(images["red"])])
+    first = "".join(services.reply(cid))
+    services.ask(cid, "second", [])
+    "".join(services.reply(cid))
+    again = "".join(services.regenerate(cid))
+    msgs = services.history.get(cid).messages
+    assert len(msgs) == 4 and msgs[3].text == again
+    "".join(services.edit(cid, 0, "first, edited"))
+    msgs = services.history.get(cid).messages
+    assert [m.role for m in msgs] == ["user", "assistant"] and msgs[0].text == "first, edited"
+    assert msgs[0].images  # the image stays with the edited question
+    assert isinstance(first, str)
+
+
+def test_a_stopped_reply_is_kept(services, images):
+    services.params = GenParams(temperature=0.0, max_tokens=64, seed=1)
+    cid = services.history.create()
+    services.ask(cid, "Tell me everything", [prepare_image(images["red"])])
+    got = ""
+    for delta in services.reply(cid):
+        got += delta
+        services.engine.stop()
+    msgs = services.history.get(cid).messages
+    assert msgs[-1].role == "assistant" and msgs[-1].text == got
+    assert msgs[-1].stats["finish_reason"] == "stopped"
+
+
+def test_overflow_drops_the_oldest_turns_and_says_so(models_dir, tiny_pair, tmp_path, images):
+    s = build_services(models_dir, with_history=True)
+    s.load_options = {"n_ctx": 256}
+    s.params = GenParams(temperature=0.0, max_tokens=16, seed=1)
+    s.load("tiny-llava")
+    try:
+        cid = s.history.create()
+        filler = "the image is a red square and the colour is red " * 8
+        s.history.append(cid, StoredMessage("user", "look", [s.history.save_image(prepare_image(images["red"]))]))
+        for i in range(4):
+            s.history.append(cid, StoredMessage("assistant", filler))
+            s.history.append(cid, StoredMessage("user", f"question {i}"))
+        text = "".join(s.reply(cid))
+        assert "oldest" in s.notice and "left out" in s.notice
+        assert s.history.get(cid).messages[-1].text == text  # answered, not an error
+        assert s.engine.last_stats.images_encoded == 1  # the newest image was kept
+    finally:
+        s.close()
+        s.history.close()
+
+
+def test_no_model_and_too_many_images_are_refused(models_dir, images, services):
+    cid = services.history.create()
+    with pytest.raises(TooManyImages, match="at most 4 images per message; this one has 5"):
+        services.ask(cid, "x", [prepare_image(images["red"])] * 5)
+    services.close()
+    with pytest.raises(NoModelLoaded, match="Models tab"):
+        services.ask(cid, "x", [])
+
+
+def test_fit_keeps_system_question_and_newest_image(images):
+    red = prepare_image(images["red"])
+    conv = Conversation("sys", [Turn("user", "a", [red]), Turn("assistant", "b"), Turn("user", "c"),
+                                Turn("assistant", "d"), Turn("user", "e")])
+    fitted, dropped = fit_conversation(conv, lambda c: 10 * len(c.turns), 30)
+    assert dropped == 2 and [t.text for t in fitted.turns] == ["c", "d", "e"]
+    assert fitted.turns[0].images == [red] and fitted.system == "sys"
+    one, dropped = fit_conversation(conv, lambda c: 1000, 30)
+    assert [t.text for t in one.turns] == ["e"] and one.turns[0].images == [red] and dropped == 4
+
+
+def test_settings_are_saved_and_a_damaged_file_is_not_fatal(tmp_path):
+    assert load_settings() == Settings()
+    save_settings(Settings(temperature=0.7, n_ctx=8192, system_prompt="Be brief."))
+    assert load_settings().temperature == 0.7 and load_settings().system_prompt == "Be brief."
+    settings_path().write_text("{not json")
+    assert load_settings() == Settings() and settings_path().with_suffix(".json.bad").exists()
+    assert Settings(temperature=9, max_tokens=1).clamp() == Settings(temperature=2.0, max_tokens=16)
+
+
+def test_settings_follow_the_user(models_dir):
+    s = build_services(models_dir, with_history=True)
+    s.update_settings(temperature=0.9, n_gpu_layers=0, n_ctx=1024)
+    assert s.params.temperature == 0.9 and s.load_options == {"n_ctx": 1024, "n_gpu_layers": 0}
+    again = build_services(models_dir, with_history=True)
+    assert again.settings.temperature == 0.9
+    s.history.close()
+    again.history.close()
+    assert isinstance(History, type)
