@@ -194,9 +194,9 @@ class Services:
         h.truncate(cid, index + 1)
         yield from self.reply(cid)
 
-    def usage(self, cid: str) -> Usage | None:
+    def usage(self, cid: str, stored: object | None = None) -> Usage | None:
         """Context use after the conversation's last reply, or None before any."""
-        stored = self._history().get(cid)
+        stored = stored or self._history().get(cid)
         images = sum(len(m.images) for m in stored.messages)
         for m in reversed(stored.messages):
             if m.role == "assistant" and m.stats:

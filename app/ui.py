@@ -119,6 +119,15 @@ def to_chatbot(stored: Any, image_path: Callable[[str], Path]) -> tuple[list[dic
     return out, index
 
 
+def conversation_view(services: Services, cid: str | None) -> tuple[list[dict], list[int], str, str]:
+    """What switching to a conversation shows: chatbot messages, index map, gauge and title."""
+    if not cid:
+        return [], [], "", ""
+    stored = services.history.get(cid)  # type: ignore[union-attr]
+    msgs, index = to_chatbot(stored, services.history.image_path)  # type: ignore[union-attr]
+    return msgs, index, gauge_html(services.usage(cid, stored)), stored.title
+
+
 def gauge_html(usage: Any) -> str:
     """The context gauge: tokens used of the context, images counted, a warning near the end."""
     if usage is None or not usage.size:
@@ -225,12 +234,7 @@ def build_ui(services: Services) -> gr.Blocks:
         return [(c.title, c.id) for c in history.list(search)]
 
     def show(cid: str | None) -> tuple[list[dict], list[int], str, str]:
-        """Chatbot, index map, gauge and title for a conversation (or an empty new chat)."""
-        if not cid:
-            return [], [], "", ""
-        stored = history.get(cid)
-        msgs, index = to_chatbot(stored, history.image_path)
-        return msgs, index, gauge_html(services.usage(cid)), stored.title
+        return conversation_view(services, cid)
 
     # User-caused errors become a toast plus a line in place, not gr.Error: a failed event
     # paints "Error" over its output components and hides the conversation behind it.
