@@ -41,6 +41,7 @@ class GenParams:
     repeat_penalty: float = 1.1
     max_tokens: int = 512
     seed: int | None = None
+    ignore_eos: bool = False  # benchmarks only: never end before max_tokens
 
 
 @dataclass
@@ -51,6 +52,7 @@ class ReplyStats:
     device_mmproj: str = ""
     image_encode_s: float = 0.0
     images_encoded: int = 0
+    images_cached: int = 0  # taken from the embedding cache instead of the encoder
     prompt_tokens: int = 0
     image_tokens: int = 0
     prompt_tokens_evaluated: int = 0

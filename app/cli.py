@@ -69,6 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--quant", default=None, help="quantization (default: the first listed)")
     d.add_argument("--models-dir", type=Path, default=argparse.SUPPRESS)
 
+    sub.add_parser("bench", help="benchmark Iris against the stock handler and llama-server (see iris bench -h)",
+                   add_help=False)
+
     r = sub.add_parser("remove", help="delete an installed model or an unfinished download")
     r.add_argument("name")
     r.add_argument("--models-dir", type=Path, default=argparse.SUPPRESS)
@@ -77,6 +80,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `iris` and `python -m app`."""
+    raw = list(sys.argv[1:] if argv is None else argv)
+    if raw[:1] == ["bench"]:
+        from app.bench import main as bench_main
+
+        return bench_main(raw[1:])
     args = _parser().parse_args(argv)
     if not logging.getLogger().handlers:
         # Run as `iris ...` rather than by the launcher: the details go to the log file, the terminal

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,6 +121,74 @@ class _Session:
         return sum(u[2] if isinstance(u, tuple) else 1 for u in self.units[:upto])
 
 
+# Defaults: ~50 LLaVA-1.5-7B images (9.4 MB each in f32); a few saved 7B conversations (0.5 MB per token).
+EMBED_CACHE_BYTES = 512 * 1024**2
+SESSION_CACHE_BYTES = 1024**3
+
+
+class _EmbeddingCache:
+    """Image embeddings by (image hash, mmproj fingerprint), least recently used first out, bounded in bytes."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        self.bytes = 0
+
+    def get(self, key: tuple[str, str]) -> Any:
+        arr = self._items.get(key)
+        if arr is not None:
+            self._items.move_to_end(key)
+        return arr
+
+    def put(self, key: tuple[str, str], arr: Any) -> None:
+        if arr.nbytes > self.max_bytes or key in self._items:
+            return
+        self._items[key] = arr
+        self.bytes += arr.nbytes
+        while self.bytes > self.max_bytes:
+            _, old = self._items.popitem(last=False)
+            self.bytes -= old.nbytes
+
+    def clear(self) -> None:
+        self._items.clear()
+        self.bytes = 0
+
+
+@dataclass
+class _SavedSession:
+    units: list[Any]
+    state: bytes
+
+
+class _SessionStore:
+    """KV-cache snapshots of conversations not on screen, so switching back costs a copy, not a prefill."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[str, _SavedSession] = OrderedDict()
+        self.bytes = 0
+
+    def pop(self, key: str) -> _SavedSession | None:
+        item = self._items.pop(key, None)
+        if item is not None:
+            self.bytes -= len(item.state)
+        return item
+
+    def put(self, key: str, item: _SavedSession) -> None:
+        self.pop(key)
+        if len(item.state) > self.max_bytes:
+            return
+        self._items[key] = item
+        self.bytes += len(item.state)
+        while self.bytes > self.max_bytes:
+            _, old = self._items.popitem(last=False)
+            self.bytes -= len(old.state)
+
+    def clear(self) -> None:
+        self._items.clear()
+        self.bytes = 0
+
+
 def physical_cores() -> int:
     """Physical CPU cores (llama.cpp runs best with one thread per core, not per hyperthread)."""
     try:
@@ -182,9 +251,12 @@ class _LogSink:
         r"ggml_metal_init: found device: (.+)|GPU name:\s+(.+))"
     )
 
+    ENCODE_RE = re.compile(r"encoded in (\d+) ms")
+
     def __init__(self) -> None:
         self.lines: list[str] = []
         self._pending = ""
+        self.encode_ms = 0  # libmtmd's own report of image encoding, for the stock-handler benchmark
 
     # ggml levels: 1 debug, 2 info, 3 warn, 4 error, 5 continuation of the previous line.
     LEVELS = {1: logging.DEBUG, 2: logging.DEBUG, 3: logging.WARNING, 4: logging.ERROR}
@@ -201,6 +273,9 @@ class _LogSink:
             if self.DEVICE_RE.search(line):
                 self.lines.append(line.strip())
                 del self.lines[:-50]
+            m = self.ENCODE_RE.search(line)
+            if m:
+                self.encode_ms += int(m.group(1))
             llama_log.log(getattr(self, "_level", logging.DEBUG), "%s", line)
 
 
@@ -220,9 +295,15 @@ class LlamaCppEngine:
         self._handler: Any = None
         self._mctx: Any = None
         self._session = _Session()
+        self._session_key: str | None = None
         self.model: LoadedModel | None = None
         self.last_stats: ReplyStats | None = None
         self.reuse_kv = True
+        # Bounded caches: image embeddings (skip the encoder for an image seen before) and the KV state
+        # of conversations switched away from. Sizes can be changed before or after load.
+        self.embeddings = _EmbeddingCache(EMBED_CACHE_BYTES)
+        self.sessions = _SessionStore(SESSION_CACHE_BYTES)
+        self._mmproj_fp = ""
         self._sink = _SINK
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -320,6 +401,11 @@ class LlamaCppEngine:
                 ) from None
             self._llama, self._handler, self._mctx = llama, handler, handler.mtmd_ctx
             self._session = _Session()
+            self._session_key = None
+            self.sessions.clear()  # snapshots belong to the model that made them
+            st = Path(mmproj_path).stat()
+            # Embeddings depend only on the projector file: the same file keeps its cache across loads.
+            self._mmproj_fp = f"{Path(mmproj_path).resolve()}:{st.st_size}:{st.st_mtime_ns}"
             dev_lm, dev_mm = self._devices(backend, ngl, pair.lm.n_layer)
             self.model = LoadedModel(
                 lm_path=Path(lm_path), mmproj_path=Path(mmproj_path), chat_format=fmt, n_ctx=ctx,
@@ -367,6 +453,8 @@ class LlamaCppEngine:
                 self._llama = self._handler = self._mctx = None
                 self.model = None
                 self._session = _Session()
+                self._session_key = None
+                self.sessions.clear()
 
     close = unload
 
@@ -423,8 +511,12 @@ class LlamaCppEngine:
 
     # -- chat --------------------------------------------------------------------------------
 
-    def stream_reply(self, conv: Conversation, params: GenParams | None = None) -> Iterator[str]:
+    def stream_reply(self, conv: Conversation, params: GenParams | None = None,
+                     session: str | None = None) -> Iterator[str]:
         """Stream the assistant's reply to conv as text deltas; stats land in last_stats.
+
+        session names the conversation (e.g. its id): when it changes, the KV cache of the previous one
+        is kept aside (within sessions.max_bytes) and the named one's is restored if it was kept.
 
         Raises:
             NoModelLoaded, TooManyImages, ContextTooLong, UnsupportedImage: the request cannot run;
@@ -440,11 +532,47 @@ class LlamaCppEngine:
                                context_size=self.model.n_ctx)
             self.last_stats = stats
             t_start = time.perf_counter()
+            if session is not None and session != self._session_key:
+                self._switch_session(session)
             prompt = self._prefill(conv, stats)
             if prompt is None:  # stopped during prefill
                 stats.finish_reason = "stopped"
                 return
             yield from self._generate(prompt, params, stats, t_start)
+
+    def _switch_session(self, key: str) -> None:
+        """Keep the current conversation's KV cache aside and bring back key's, if it was kept."""
+        import llama_cpp as L
+
+        llama, ctx = self._llama, self._llama._ctx.ctx
+        old = self._session_key
+        if old is not None and self._session.units and llama.n_tokens == self._session.pos():
+            size = L.llama_state_seq_get_size(ctx, 0)
+            if size <= self.sessions.max_bytes:
+                buf = (ctypes.c_uint8 * size)()
+                got = L.llama_state_seq_get_data(ctx, buf, size, 0)
+                self.sessions.put(old, _SavedSession(list(self._session.units), bytes(buf[:got])))
+        self._session_key = key
+        saved = self.sessions.pop(key)
+        if saved is None:
+            return  # the cache keeps whatever prefix the next prompt shares with it
+        mem = L.llama_get_memory(ctx)
+        L.llama_memory_clear(mem, True)
+        buf = (ctypes.c_uint8 * len(saved.state)).from_buffer_copy(saved.state)
+        if L.llama_state_seq_set_data(ctx, buf, len(saved.state), 0) == 0:
+            L.llama_memory_clear(mem, True)
+            self._session, llama.n_tokens = _Session(), 0
+            return
+        self._session = _Session(list(saved.units))
+        n = 0
+        for u in saved.units:
+            if isinstance(u, tuple):
+                llama.input_ids[n:n + u[2]] = 0  # image slots, as _eval_image leaves them
+                n += u[2]
+            else:
+                llama.input_ids[n] = u
+                n += 1
+        llama.n_tokens = n
 
     def count_tokens(self, conv: Conversation) -> int:
         """Context cells the conversation's prompt takes (text tokens + image tokens); nothing is evaluated."""
@@ -582,14 +710,27 @@ class LlamaCppEngine:
         import llama_cpp as L
         from llama_cpp import mtmd_cpp as M
 
+        import numpy as np
+
         llama = self._llama
-        t0 = time.perf_counter()
-        rc = M.mtmd_encode_chunk(self._mctx, chunk)
-        if rc != 0:
-            raise UnsupportedImage(f"The vision encoder failed on an image (code {rc}).")
-        stats.image_encode_s += time.perf_counter() - t0
-        stats.images_encoded += 1
-        embd = M.mtmd_get_output_embd(self._mctx)
+        key = (unit[0], self._mmproj_fp)
+        cached = self.embeddings.get(key) if self.reuse_kv else None
+        if cached is not None:
+            stats.images_cached += 1
+            embd = cached.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+        else:
+            t0 = time.perf_counter()
+            rc = M.mtmd_encode_chunk(self._mctx, chunk)
+            if rc != 0:
+                raise UnsupportedImage(f"The vision encoder failed on an image (code {rc}).")
+            stats.image_encode_s += time.perf_counter() - t0
+            stats.images_encoded += 1
+            embd = M.mtmd_get_output_embd(self._mctx)
+            n = M.mtmd_input_chunk_get_n_tokens(chunk) * L.llama_model_n_embd_inp(llama._model.model)
+            # Kept as float32: the same numbers as a fresh encode, so answers do not change.
+            arr = np.ctypeslib.as_array(embd, shape=(n,)).copy()
+            self.embeddings.put(key, arr)
+            embd = arr.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
         p0 = llama.n_tokens
         out = L.llama_pos(p0)
         rc = M.mtmd_helper_decode_image_chunk(self._mctx, llama._ctx.ctx, chunk, embd, p0, 0,
@@ -614,11 +755,22 @@ class LlamaCppEngine:
         room = llama.n_ctx() - llama.n_tokens - 1
         max_tokens = max(1, min(params.max_tokens, room))
         llama.set_seed(params.seed if params.seed is not None else L.LLAMA_DEFAULT_SEED)
-        gen = llama.generate(prompt, top_k=params.top_k, top_p=params.top_p, min_p=0.05,
-                             temp=params.temperature, repeat_penalty=params.repeat_penalty)
         vocab = llama._model.vocab
+        processors = None
+        if params.ignore_eos:
+            # Benchmarks: every reply runs to max_tokens, so lengths match across engines.
+            eog = [t for t in range(llama.n_vocab()) if L.llama_vocab_is_eog(vocab, t)]
+
+            def no_eos(_ids: Any, scores: Any) -> Any:
+                scores[eog] = -float("inf")
+                return scores
+
+            processors = L.LogitsProcessorList([no_eos])
+        gen = llama.generate(prompt, top_k=params.top_k, top_p=params.top_p, min_p=0.05,
+                             temp=params.temperature, repeat_penalty=params.repeat_penalty,
+                             logits_processor=processors)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        stops = self._stop_strings()
+        stops = [] if params.ignore_eos else self._stop_strings()
         pending = ""
         started = False
         t_first = t_last = None
@@ -676,6 +828,55 @@ class LlamaCppEngine:
         return []
 
 
+class StockHandlerBaseline:
+    """llama-cpp-python's own multimodal chat path, as shipped (MTMDChatHandler): the `iris bench` baseline."""
+
+    def __init__(self, lm_path: Path, mmproj_path: Path, n_ctx: int, n_threads: int | None = None):
+        eng = LlamaCppEngine()
+        llama_cpp = eng._import()
+        from llama_cpp.llama_chat_format import MTMDChatHandler
+
+        handler = MTMDChatHandler(clip_model_path=str(mmproj_path), verbose=False)
+        threads = n_threads or physical_cores()
+        self.llama = llama_cpp.Llama(model_path=str(lm_path), n_ctx=n_ctx, n_batch=min(n_ctx, 512),
+                                     n_ubatch=min(n_ctx, 512), n_threads=threads, n_threads_batch=threads,
+                                     chat_handler=handler, verbose=False)
+        eng._route_logs()
+
+    def turn(self, messages: list[dict], max_tokens: int) -> tuple[str, dict]:
+        """One streamed reply with EOS suppressed; returns the text and its timings."""
+        import llama_cpp as L
+
+        eos = self.llama.token_eos()
+        _SINK.encode_ms = 0
+        calls: list[float] = []
+
+        def clock(_ids: Any, scores: Any) -> Any:
+            # Called once per sampled token: the first call marks the end of prompt processing. (The
+            # stream itself holds text back for UTF-8 and stop strings, so its chunks arrive late.)
+            # EOS is suppressed here too: 0.3.36 drops both processors when logit_bias is also given
+            # (`logits_processor = logits_processor.extend(...)` assigns None).
+            calls.append(time.perf_counter())
+            scores[eos] = -float("inf")
+            return scores
+
+        t0 = time.perf_counter()
+        text = ""
+        for chunk in self.llama.create_chat_completion(
+                messages=messages, stream=True, max_tokens=max_tokens, temperature=0.0, seed=0,
+                logits_processor=L.LogitsProcessorList([clock])):
+            text += chunk["choices"][0].get("delta", {}).get("content") or ""
+        n_out = len(calls)
+        evaluated = max(self.llama.n_tokens - n_out, 0)
+        ttft = (calls[0] if calls else time.perf_counter()) - t0
+        decode = (n_out - 1) / (calls[-1] - calls[0]) if n_out > 1 and calls[-1] > calls[0] else 0.0
+        return text, {"ttft_s": ttft, "encode_s": _SINK.encode_ms / 1000, "prompt_tokens_evaluated": evaluated,
+                      "decode_tok_s": decode}
+
+    def close(self) -> None:
+        self.llama.close()
+
+
 def _held_back(text: str, stops: list[str]) -> int:
     """How many trailing characters could be the start of a stop string (held until known)."""
     best = 0
@@ -718,5 +919,5 @@ def _render_vicuna(conv: Conversation, marker: str) -> str:
     return out + "ASSISTANT:"
 
 
-__all__ = ["LlamaCppEngine", "LoadedModel", "select_chat_format", "CHAT_HANDLERS", "physical_cores",
+__all__ = ["LlamaCppEngine", "StockHandlerBaseline", "LoadedModel", "select_chat_format", "CHAT_HANDLERS", "physical_cores",
            "auto_gpu_layers"]

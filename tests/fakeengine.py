@@ -39,7 +39,8 @@ class FakeEngine:
     def count_tokens(self, conv: Conversation) -> int:
         return sum(len(t.text.split()) + 16 * len(t.images) for t in conv.turns)
 
-    def stream_reply(self, conv: Conversation, params: GenParams | None = None) -> Iterator[str]:
+    def stream_reply(self, conv: Conversation, params: GenParams | None = None,
+                     session: str | None = None) -> Iterator[str]:
         self._stop.clear()
         self.asked.append(conv)
         text = self.replies[(len(self.asked) - 1) % len(self.replies)]

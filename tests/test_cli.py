@@ -103,3 +103,24 @@ def test_a_second_start_finds_the_running_iris_and_sigterm_stops_it_cleanly(mode
     rest = first.communicate(timeout=30)[0]
     assert first.returncode == 0 and "Iris stopped." in rest
     assert not (tmp_path / "home" / "run" / "server.json").exists()
+
+
+def test_bench_runs_iris_and_the_stock_handler_and_prints_json(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "app", "bench", "--shape", "tiny", "--engine", "iris", "--engine",
+                        "stock", "--engine", "server", "--server", str(tmp_path / "absent"), "--max-tokens", "4",
+                        "--workdir", str(tmp_path), "--json"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    records = json.loads(r.stdout)
+    assert {(x["engine"], x["turn"]) for x in records} == {(e, t) for e in ("iris", "stock") for t in range(1, 6)}
+    assert set(records[0]) == {"engine", "shape", "turn", "ttft_s", "encode_s", "prompt_tokens_evaluated",
+                               "decode_tok_s"}
+    iris = {x["turn"]: x for x in records if x["engine"] == "iris"}
+    stock = {x["turn"]: x for x in records if x["engine"] == "stock"}
+    # Follow-ups evaluate only the new text on Iris; the stock handler evaluates everything again.
+    assert iris[4]["prompt_tokens_evaluated"] < stock[4]["prompt_tokens_evaluated"] / 3
+    assert iris[2]["encode_s"] == 0 and stock[2]["encode_s"] >= 0
+    assert "llama-server column skipped" in r.stderr

@@ -36,6 +36,7 @@ def test_text_only_turn(engine):
 
 
 def test_one_image_reports_its_tokens_and_encode_time(engine, images):
+    engine.embeddings.clear()
     engine.reuse_kv = False
     try:
         ask(engine, Conversation(turns=[user("what is this?", images["red"])]))
@@ -54,6 +55,7 @@ def test_two_images_in_one_turn(engine, images):
 
 
 def test_images_in_two_turns_only_encode_the_new_one(engine, images):
+    engine.embeddings.clear()
     conv = Conversation(turns=[user("first", images["red"])])
     first = ask(engine, conv)
     conv.turns += [Turn("assistant", first), user("and now?", images["blue"])]
@@ -79,6 +81,7 @@ def test_greedy_answers_with_reuse_equal_fresh_evaluation(engine, images):
 
 
 def test_same_size_images_differ_by_content(engine, images):
+    engine.embeddings.clear()
     a = ask(engine, Conversation(turns=[user("what colour?", images["red"])]), replace(GREEDY, max_tokens=24))
     b = ask(engine, Conversation(turns=[user("what colour?", images["blue"])]), replace(GREEDY, max_tokens=24))
     assert engine.last_stats.images_encoded == 1  # blue was not mistaken for the cached red
@@ -229,3 +232,92 @@ def test_stop_strings_are_held_back_until_known():
     assert _held_back("the answer US", ["USER:"]) == 2
     assert _held_back("the answer", ["USER:"]) == 0
     assert _held_back("a </", ["</s>", "USER:"]) == 2
+
+
+# -- multimodal KV reuse across edits, regenerations, stops and conversations (issue 5) ------------------
+
+
+def fresh(engine, conv, params=GREEDY):
+    """The answer from a cold evaluation: no KV reuse, no embedding cache."""
+    engine.reuse_kv = False
+    try:
+        return ask(engine, conv, params)
+    finally:
+        engine.reuse_kv = True
+
+
+def test_regenerate_and_edit_before_an_image_match_fresh_evaluation(engine, images):
+    conv = Conversation(turns=[Turn("user", "hello"), Turn("assistant", "hi"), user("look", images["red"])])
+    first = ask(engine, conv)
+    assert first == fresh(engine, conv)
+    again = ask(engine, conv)  # regenerate: the whole prompt is cached; the last token is evaluated again
+    assert again == first and engine.last_stats.prompt_tokens_evaluated == 1
+    conv.turns[0] = Turn("user", "hello again")  # an edit before the image
+    edited = ask(engine, conv)
+    st = engine.last_stats
+    assert edited == fresh(engine, conv)
+    assert st.images_encoded == 0 and st.images_cached == 1  # re-fed from the embedding cache
+
+
+def test_stop_mid_reply_then_continue_matches_fresh(engine, images):
+    conv = Conversation(turns=[user("describe", images["blue"])])
+    got = ""
+    for delta in engine.stream_reply(conv, replace(GREEDY, max_tokens=40)):
+        got += delta
+        if len(got) > 3:
+            engine.stop()
+    conv.turns += [Turn("assistant", got), Turn("user", "go on")]
+    assert ask(engine, conv) == fresh(engine, conv)
+
+
+def test_switching_conversations_restores_their_cache(engine, images):
+    engine.embeddings.clear()
+    a = Conversation(turns=[user("what is this?", images["red"])])
+    b = Conversation(turns=[user("and this?", images["blue"])])
+    a_reply = "".join(engine.stream_reply(a, GREEDY, session="a"))
+    b_reply = "".join(engine.stream_reply(b, GREEDY, session="b"))
+    assert engine.sessions.bytes > 0  # a's cache was kept aside
+    a.turns += [Turn("assistant", a_reply), Turn("user", "more?")]
+    follow = "".join(engine.stream_reply(a, GREEDY, session="a"))
+    st = engine.last_stats
+    assert st.images_encoded == 0 and st.images_cached == 0  # nothing of a was evaluated again
+    assert st.prompt_tokens_evaluated < st.prompt_tokens - st.image_tokens  # only the new tail
+    assert follow == fresh(engine, a)
+    b.turns += [Turn("assistant", b_reply), Turn("user", "more?")]
+    assert "".join(engine.stream_reply(b, GREEDY, session="b")) == fresh(engine, b)
+
+
+def test_caches_stay_within_their_bounds(engine, images):
+    engine.sessions.clear()
+    engine.sessions.max_bytes = 1  # too small for any snapshot
+    try:
+        "".join(engine.stream_reply(Conversation(turns=[user("x", images["red"])]), GREEDY, session="p"))
+        "".join(engine.stream_reply(Conversation(turns=[user("y", images["blue"])]), GREEDY, session="q"))
+        assert engine.sessions.bytes == 0
+    finally:
+        engine.sessions.max_bytes = 1024**3
+    cache = engine.embeddings
+    limit, cache.max_bytes = cache.max_bytes, 0
+    try:
+        cache.clear()
+        ask(engine, Conversation(turns=[user("z", images["red"])]))
+        assert cache.bytes == 0
+    finally:
+        cache.max_bytes = limit
+
+
+def test_overflow_truncation_then_reuse_matches_fresh(tiny_pair, images):
+    from app.chat import fit_conversation
+
+    eng = LlamaCppEngine()
+    eng.load(*tiny_pair, n_ctx=256)
+    try:
+        long = "the image is a red square and the colour is red " * 6
+        conv = Conversation(turns=[user("look", images["red"])])
+        for i in range(5):
+            conv.turns += [Turn("assistant", long), Turn("user", f"question {i}")]
+        fitted, dropped = fit_conversation(conv, eng.count_tokens, 256 - 32)
+        assert dropped > 0 and fitted.turns[0].images  # the newest image moved up with the kept turns
+        assert ask(eng, fitted) == fresh(eng, fitted)
+    finally:
+        eng.close()

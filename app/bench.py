@@ -1,0 +1,330 @@
+"""`iris bench`: one 5-turn image conversation on Iris, llama-cpp-python's stock handler and llama-server.
+
+Turn 1 brings an image, turn 3 a second one, the others are short follow-ups; every answer is exactly
+--max-tokens long (end-of-sequence suppressed) so the engines do the same work. Each engine runs in its
+own process, one after the other, so timings and peak memory are its own. Prints a table (or JSON);
+asserts nothing.
+
+llama-server is optional: build it once, outside the repository, from the llama.cpp copy inside the
+llama-cpp-python 0.3.36 sdist, and pass its path with --server (or IRIS_LLAMA_SERVER):
+
+    pip download --no-binary :all: --no-deps llama-cpp-python==0.3.36 && tar xzf llama_cpp_python-0.3.36.tar.gz
+    cmake -S llama_cpp_python-0.3.36/vendor/llama.cpp -B llama-build -G Ninja -DCMAKE_BUILD_TYPE=Release \\
+          -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
+    cmake --build llama-build --target llama-server          # -> llama-build/bin/llama-server
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+TURNS: list[tuple[str, int | None]] = [
+    ("Describe this picture.", 0),
+    ("What colours are in it?", None),
+    ("Here is another picture. What changed?", 1),
+    ("Which one is brighter?", None),
+    ("Summarise both in one line.", None),
+]
+ENGINES = ("iris", "stock", "server")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def bench_images(folder: Path) -> list[Path]:
+    """Two different 640x480 pictures of the same size (identity must come from content)."""
+    from PIL import Image, ImageDraw
+
+    out = []
+    for i, (bg, fg) in enumerate((((40, 90, 160), (240, 200, 40)), ((200, 60, 50), (30, 160, 90)))):
+        p = folder / f"bench-{i}.png"
+        if not p.exists():
+            im = Image.new("RGB", (640, 480), bg)
+            d = ImageDraw.Draw(im)
+            for k in range(12):
+                x, y = (k * 97 + i * 41) % 560, (k * 53 + i * 29) % 400
+                (d.ellipse if (k + i) % 2 else d.rectangle)((x, y, x + 60 + k * 3, y + 50 + k * 2), fill=fg)
+            im.save(p)
+        out.append(p)
+    return out
+
+
+def shape_files(shape: str, folder: Path) -> tuple[Path, Path]:
+    """The test-model writer's pair for a shape, written once into folder."""
+    lm, mm = folder / shape / f"bench-{shape}.gguf", folder / shape / f"bench-{shape}-mmproj.gguf"
+    if lm.exists() and mm.exists():
+        return lm, mm
+    sys.path.insert(0, str(ROOT / "tests"))
+    try:
+        from modelwriter import PRESETS, write_pair
+    except ImportError as exc:
+        raise SystemExit(f"iris bench: writing the {shape} test models needs the test extras "
+                         f"(pip install -e '.[test]'): {exc}") from None
+    print(f"writing the {shape}-shaped test pair into {lm.parent} (once) …", file=sys.stderr, flush=True)
+    return write_pair(lm.parent, PRESETS[shape], f"bench-{shape}")
+
+
+def kv_bytes(lm: Path, n_ctx: int) -> int:
+    """f16 K+V cache for n_ctx tokens, from the LM's header."""
+    from app.ggufinfo import read_gguf
+
+    info = read_gguf(lm)
+    arch = info.get("general.architecture")
+    n_layer = info.get(f"{arch}.block_count")
+    n_embd = info.get(f"{arch}.embedding_length")
+    heads = info.get(f"{arch}.attention.head_count")
+    kv_heads = info.get(f"{arch}.attention.head_count_kv") or heads
+    return 2 * n_layer * n_ctx * (n_embd // heads * kv_heads) * 2
+
+
+def _data_uri(p: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(p.read_bytes()).decode()
+
+
+def _peak_rss() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+
+
+# -- workers (each in its own process) ----------------------------------------------------------------
+
+def work_iris(lm: Path, mm: Path, images: list[Path], n_ctx: int, max_tokens: int, threads: int | None) -> list[dict]:
+    from app.chat import Conversation, GenParams, Turn
+    from app.engine import LlamaCppEngine
+    from app.images import prepare_image
+
+    eng = LlamaCppEngine()
+    # The GGUF's own chat template, as the stock handler and llama-server use: the same prompt for all three.
+    eng.load(lm, mm, n_ctx=n_ctx, n_threads=threads, chat_format="mtmd")
+    params = GenParams(temperature=0.0, max_tokens=max_tokens, seed=0, ignore_eos=True)
+    conv = Conversation()
+    rows = []
+    for q, img in TURNS:
+        conv.turns.append(Turn("user", q, [prepare_image(images[img])] if img is not None else []))
+        text = "".join(eng.stream_reply(conv, params, session="bench"))
+        st = eng.last_stats
+        rows.append({"ttft_s": st.ttft_s, "encode_s": st.image_encode_s,
+                     "prompt_tokens_evaluated": st.prompt_tokens_evaluated, "decode_tok_s": st.decode_tok_s})
+        conv.turns.append(Turn("assistant", text))
+    eng.close()
+    return rows
+
+
+def _messages(images: list[Path]) -> list[tuple[dict, int | None]]:
+    out = []
+    for q, img in TURNS:
+        content: list[dict] = []
+        if img is not None:
+            content.append({"type": "image_url", "image_url": {"url": _data_uri(images[img])}})
+        content.append({"type": "text", "text": q})
+        out.append(({"role": "user", "content": content}, img))
+    return out
+
+
+def work_stock(lm: Path, mm: Path, images: list[Path], n_ctx: int, max_tokens: int, threads: int | None) -> list[dict]:
+    from app.engine import StockHandlerBaseline
+
+    base = StockHandlerBaseline(lm, mm, n_ctx, threads)
+    history: list[dict] = []
+    rows = []
+    for msg, _ in _messages(images):
+        history.append(msg)
+        text, row = base.turn(history, max_tokens)
+        rows.append(row)
+        history.append({"role": "assistant", "content": text})
+    base.close()
+    return rows
+
+
+def work_server(server: Path, lm: Path, mm: Path, images: list[Path], n_ctx: int, max_tokens: int,
+                threads: int | None) -> tuple[list[dict], int]:
+    from app.cli import free_port
+    from app.engine import physical_cores
+
+    port = free_port("127.0.0.1", 8300)
+    log_path = Path(tempfile.mkdtemp(prefix="iris-bench-server-")) / "server.log"
+    t = str(threads or physical_cores())
+    cmd = [str(server), "-m", str(lm), "--mmproj", str(mm), "--host", "127.0.0.1", "--port", str(port),
+           "-c", str(n_ctx), "-np", "1", "-t", t, "-tb", t, "-b", "512", "-ub", "512", "--no-webui"]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 600
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    raise SystemExit("llama-server did not start:\n" + log_path.read_text()[-2000:]) from None
+                time.sleep(0.5)
+        history: list[dict] = []
+        rows = []
+        for msg, _ in _messages(images):
+            history.append(msg)
+            seen = len(log_path.read_text(errors="replace"))
+            body = json.dumps({"messages": history, "stream": True, "max_tokens": max_tokens, "temperature": 0,
+                               "seed": 0, "ignore_eos": True, "cache_prompt": True}).encode()
+            req = urllib.request.Request(base + "/v1/chat/completions", body, {"Content-Type": "application/json"})
+            t0 = time.perf_counter()
+            t_first = None
+            text, timings = "", {}
+            with urllib.request.urlopen(req, timeout=3600) as r:
+                for raw in r:
+                    line = raw.decode("utf-8", errors="replace").strip()
+                    if not line.startswith("data: ") or line == "data: [DONE]":
+                        continue
+                    chunk = json.loads(line[6:])
+                    timings = chunk.get("timings") or timings
+                    for ch in chunk.get("choices", []):
+                        delta = (ch.get("delta") or {}).get("content")
+                        if delta:
+                            t_first = t_first or time.perf_counter()
+                            text += delta
+            new_log = log_path.read_text(errors="replace")[seen:]
+            encode_ms = sum(int(m) for m in re.findall(r"encoded in (\d+) ms", new_log))
+            rows.append({"ttft_s": (t_first or time.perf_counter()) - t0, "encode_s": encode_ms / 1000,
+                         "prompt_tokens_evaluated": int(timings.get("prompt_n", -1)),
+                         "decode_tok_s": float(timings.get("predicted_per_second", 0.0))})
+            history.append({"role": "assistant", "content": text})
+        status = Path(f"/proc/{proc.pid}/status")
+        rss = 0
+        if status.exists():
+            m = re.search(r"VmHWM:\s+(\d+) kB", status.read_text())
+            rss = int(m.group(1)) * 1024 if m else 0
+        return rows, rss
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def worker_main(a: argparse.Namespace) -> None:
+    images = [Path(p) for p in a.images]
+    lm, mm = Path(a.lm), Path(a.mmproj)
+    if a.worker == "server":
+        rows, rss = work_server(Path(a.server), lm, mm, images, a.n_ctx, a.max_tokens, a.threads)
+    else:
+        fn = work_iris if a.worker == "iris" else work_stock
+        rows = fn(lm, mm, images, a.n_ctx, a.max_tokens, a.threads)
+        rss = _peak_rss()
+    print("IRIS-BENCH " + json.dumps({"rows": rows, "peak_rss": rss}), flush=True)
+
+
+# -- driver -------------------------------------------------------------------------------------------
+
+def run(shapes: list[str], engines: list[str], server: Path | None, n_ctx: int, max_tokens: int,
+        threads: int | None, workdir: Path) -> tuple[list[dict], list[dict]]:
+    """Run every engine on every shape; return per-turn records and per-run memory records."""
+    images = bench_images(workdir)
+    records: list[dict] = []
+    memory: list[dict] = []
+    for shape in shapes:
+        lm, mm = shape_files(shape, workdir)
+        for eng in engines:
+            if eng == "server" and (server is None or not server.exists()):
+                print("iris bench: llama-server column skipped: no --server binary (see `iris bench --help` for "
+                      "how to build it from the llama-cpp-python 0.3.36 sdist)", file=sys.stderr)
+                continue
+            cmd = [sys.executable, "-m", "app.bench", "--worker", eng, "--lm", str(lm), "--mmproj", str(mm),
+                   "--n-ctx", str(n_ctx), "--max-tokens", str(max_tokens), "--images", *map(str, images)]
+            if threads:
+                cmd += ["--threads", str(threads)]
+            if eng == "server":
+                cmd += ["--server", str(server)]
+            print(f"running {eng} on the {shape} shape …", file=sys.stderr, flush=True)
+            t0 = time.perf_counter()
+            out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+            line = next((x for x in out.stdout.splitlines() if x.startswith("IRIS-BENCH ")), None)
+            if out.returncode != 0 or line is None:
+                raise SystemExit(f"iris bench: the {eng} run failed:\n{out.stderr[-3000:]}")
+            res = json.loads(line[len("IRIS-BENCH "):])
+            for i, row in enumerate(res["rows"], 1):
+                records.append({"engine": eng, "shape": shape, "turn": i, **row})
+            files = lm.stat().st_size + mm.stat().st_size
+            memory.append({"engine": eng, "shape": shape, "peak_rss": res["peak_rss"], "files": files,
+                           "kv_cache": kv_bytes(lm, n_ctx), "wall_s": time.perf_counter() - t0})
+    return records, memory
+
+
+def table(records: list[dict], memory: list[dict]) -> str:
+    """Per-turn figures, the ratios the issue sets targets for, and memory."""
+    lines = []
+    by = {(r["engine"], r["shape"], r["turn"]): r for r in records}
+    for shape in dict.fromkeys(r["shape"] for r in records):
+        lines.append(f"\n## {shape}\n")
+        lines.append("| turn | engine | TTFT s | encode s | prompt tok evaluated | decode tok/s |")
+        lines.append("|---|---|---|---|---|---|")
+        for turn in range(1, len(TURNS) + 1):
+            for eng in ENGINES:
+                r = by.get((eng, shape, turn))
+                if r:
+                    lines.append(f"| {turn} | {eng} | {r['ttft_s']:.2f} | {r['encode_s']:.2f} | "
+                                 f"{r['prompt_tokens_evaluated']} | {r['decode_tok_s']:.2f} |")
+        lines.append("")
+        lines.append("| turn | stock TTFT / Iris TTFT | Iris TTFT / server TTFT | Iris decode / server decode |")
+        lines.append("|---|---|---|---|")
+        for turn in range(1, len(TURNS) + 1):
+            i, s, v = (by.get((e, shape, turn)) for e in ENGINES)
+            if not i:
+                continue
+            a = f"{s['ttft_s'] / i['ttft_s']:.1f}x" if s and i["ttft_s"] else "-"
+            b = f"{i['ttft_s'] / v['ttft_s']:.2f}" if v and v["ttft_s"] else "-"
+            c = f"{i['decode_tok_s'] / v['decode_tok_s']:.2f}" if v and v["decode_tok_s"] else "-"
+            lines.append(f"| {turn} | {a} | {b} | {c} |")
+    if memory:
+        lines.append("\n| shape | engine | peak RSS GB | files GB | KV cache GB | RSS / (files + KV) | wall s |")
+        lines.append("|---|---|---|---|---|---|---|")
+        for m in memory:
+            ratio = m["peak_rss"] / (m["files"] + m["kv_cache"])
+            lines.append(f"| {m['shape']} | {m['engine']} | {m['peak_rss'] / 1e9:.2f} | {m['files'] / 1e9:.2f} | "
+                         f"{m['kv_cache'] / 1e9:.2f} | {ratio:.2f} | {m['wall_s']:.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="iris bench", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shape", action="append", choices=["tiny", "small", "llava-7b"],
+                    help="default: small and llava-7b (tiny: a quick check)")
+    ap.add_argument("--engine", action="append", choices=list(ENGINES), help="default: all three")
+    ap.add_argument("--server", type=Path, default=os.environ.get("IRIS_LLAMA_SERVER"))
+    ap.add_argument("--n-ctx", type=int, default=4096)
+    ap.add_argument("--max-tokens", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "iris-bench")
+    ap.add_argument("--json", action="store_true", help="print the per-turn records as JSON")
+    # Internal: one engine's run in its own process.
+    ap.add_argument("--worker", choices=list(ENGINES), help=argparse.SUPPRESS)
+    ap.add_argument("--lm", help=argparse.SUPPRESS)
+    ap.add_argument("--mmproj", help=argparse.SUPPRESS)
+    ap.add_argument("--images", nargs="*", help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.worker:
+        worker_main(a)
+        return 0
+    a.workdir.mkdir(parents=True, exist_ok=True)
+    records, memory = run(a.shape or ["small", "llava-7b"], a.engine or list(ENGINES), a.server, a.n_ctx,
+                          a.max_tokens, a.threads, a.workdir)
+    if a.json:
+        print(json.dumps(records, indent=1))
+    else:
+        print(table(records, memory))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
