@@ -307,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "iris-bench")
     ap.add_argument("--json", action="store_true", help="print the per-turn records as JSON")
+    ap.add_argument("--save", type=Path, default=None, help="also write records and memory figures to this JSON file")
     # Internal: one engine's run in its own process.
     ap.add_argument("--worker", choices=list(ENGINES), help=argparse.SUPPRESS)
     ap.add_argument("--lm", help=argparse.SUPPRESS)
@@ -319,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     a.workdir.mkdir(parents=True, exist_ok=True)
     records, memory = run(a.shape or ["small", "llava-7b"], a.engine or list(ENGINES), a.server, a.n_ctx,
                           a.max_tokens, a.threads, a.workdir)
+    if a.save:
+        a.save.write_text(json.dumps({"records": records, "memory": memory}, indent=1))
     if a.json:
         print(json.dumps(records, indent=1))
     else:

@@ -57,6 +57,12 @@ def catalog_path() -> Path:
     return Path(value).expanduser() if value else Path(__file__).resolve().parent.parent / "models" / "catalog.json"
 
 
+def demo_dir() -> Path:
+    """The bundled demo model (assets/demo), or IRIS_DEMO_DIR."""
+    value = os.environ.get("IRIS_DEMO_DIR")
+    return Path(value).expanduser() if value else Path(__file__).resolve().parent.parent / "assets" / "demo"
+
+
 def ensure(path: Path) -> Path:
     """Create a directory if needed and return it."""
     path.mkdir(parents=True, exist_ok=True)

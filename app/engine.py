@@ -574,19 +574,36 @@ class LlamaCppEngine:
                 n += 1
         llama.n_tokens = n
 
-    def count_tokens(self, conv: Conversation) -> int:
-        """Context cells the conversation's prompt takes (text tokens + image tokens); nothing is evaluated."""
+    def prompt_units(self, conv: Conversation, text: str | None = None) -> list[Any]:
+        """The prompt as llama.cpp will see it: token ids, and (image hash, n_tokens, n_pos) per image.
+
+        text, when given, replaces the rendered prompt (it must hold one media marker per image).
+        """
         from llama_cpp import mtmd_cpp as M
 
         with self._lock:
             if self.model is None:
                 raise NoModelLoaded("No model is loaded. Pick a model first.")
-            text, images = self.render(conv)
-            units, _, chunks, bitmaps = self._tokenize(text, images)
+            rendered, images = self.render(conv)
+            units, _, chunks, bitmaps = self._tokenize(rendered if text is None else text, images)
             M.mtmd_input_chunks_free(chunks)
             for b in bitmaps:
                 M.mtmd_bitmap_free(b)
-        return sum(u[1] if isinstance(u, tuple) else 1 for u in units)
+        return units
+
+    def count_tokens(self, conv: Conversation) -> int:
+        """Context cells the conversation's prompt takes (text tokens + image tokens); nothing is evaluated."""
+        return sum(u[1] if isinstance(u, tuple) else 1 for u in self.prompt_units(conv))
+
+    def next_token_logits(self, conv: Conversation) -> list[float]:
+        """The LM's logits for the token after the prompt (for parity checks against a reference)."""
+        with self._lock:
+            if self.model is None:
+                raise NoModelLoaded("No model is loaded. Pick a model first.")
+            stats = ReplyStats()
+            self._prefill(conv, stats)
+            llama = self._llama
+            return [float(x) for x in llama.scores[llama.n_tokens - 1]]
 
     def _check_images(self, conv: Conversation) -> None:
         assert self.model is not None

@@ -213,7 +213,10 @@ def build_services(models_dir: Path | None = None, engine: Engine | None = None,
         from app.engine import LlamaCppEngine
 
         engine = LlamaCppEngine()
-    services = Services(engine=engine, store=ModelStore(models_dir), downloads=DownloadManager(models_dir))
+    from app import config
+
+    services = Services(engine=engine, store=ModelStore(models_dir, demo_dir=config.demo_dir()),
+                        downloads=DownloadManager(models_dir))
     if with_history:
         from app.history import History
         from app.settings import load_settings

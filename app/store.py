@@ -19,6 +19,8 @@ logger = logging.getLogger(__name__)
 MANIFEST = "iris-model.json"
 # Where unfinished downloads live, hidden from the scan.
 DOWNLOADS = ".downloads"
+DEMO_NAME = "iris-demo-shapes"
+DEMO_LABEL = "Demo — knows only shapes and colours"
 
 
 def install_name(spec_id: str, quant: str) -> str:
@@ -55,6 +57,10 @@ class ModelPair:
     catalog_id: str | None = None
     label: str = ""
 
+    @property
+    def is_demo(self) -> bool:
+        return self.catalog_id == "demo"
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -83,8 +89,9 @@ def _stem_without_mmproj(name: str) -> str:
 class ModelStore:
     """Lists the pairs under a models folder (default: the user data dir's models/)."""
 
-    def __init__(self, root: Path | None = None):
+    def __init__(self, root: Path | None = None, demo_dir: Path | None = None):
         self._root = root
+        self._demo_dir = demo_dir
 
     @property
     def root(self) -> Path:
@@ -95,8 +102,9 @@ class ModelStore:
         pairs: list[ModelPair] = []
         problems: list[Problem] = []
         root = self.root
+        demo = self._demo()
         if not root.is_dir():
-            return pairs, problems
+            return pairs + demo, problems
         by_dir: dict[Path, tuple[list[GGUFInfo], list[GGUFInfo]]] = {}
         for dirpath, dirnames, filenames in os.walk(root):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -132,7 +140,17 @@ class ModelStore:
                     name=self._name(d, lm.path, len(lms)), lm=lm.path, mmproj=mm.path,
                     size=lm.file_size + mm.file_size,
                 ))
-        return pairs, problems
+        return pairs + demo, problems
+
+    def _demo(self) -> list[ModelPair]:
+        """The bundled demo model, listed after the installed ones."""
+        if self._demo_dir is None:
+            return []
+        lm, mm = self._demo_dir / f"{DEMO_NAME}.gguf", self._demo_dir / f"{DEMO_NAME}-mmproj.gguf"
+        if not (lm.is_file() and mm.is_file()):
+            return []
+        return [ModelPair(name=DEMO_NAME, lm=lm, mmproj=mm, size=lm.stat().st_size + mm.stat().st_size,
+                          chat_format="llava-1-5", catalog_id="demo", label=DEMO_LABEL)]
 
     def _scan_install(self, d: Path, pairs: list[ModelPair], problems: list[Problem]) -> None:
         man = read_manifest(d)
@@ -169,6 +187,8 @@ class ModelStore:
                 shutil.rmtree(part.path)
                 return part.size
         pair = self.find(name, exact=True)
+        if pair.is_demo:
+            raise AppError("The demo model is part of Iris and cannot be removed (it is under 20 MB).")
         folder = pair.lm.parent
         if read_manifest(folder) is not None:
             # A catalog install's folder holds only Iris's files: remove it whole, record first.

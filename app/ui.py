@@ -144,10 +144,21 @@ def gauge_html(usage: Any) -> str:
             f"image{'s' if usage.images != 1 else ''}{warn}</span></div>")
 
 
-def model_choices(services: Services) -> tuple[list[str], str]:
-    """Installed model names, and a Markdown note on files that cannot be used."""
+def _values(choices: list[Any]) -> list[str]:
+    return [c[1] if isinstance(c, tuple) else c for c in choices]
+
+
+def _current(services: Services, choices: list[Any]) -> str | None:
+    vals = _values(choices)
+    if services.loaded and services.loaded.name in vals:
+        return services.loaded.name
+    return vals[0] if vals else None
+
+
+def model_choices(services: Services) -> tuple[list[Any], str]:
+    """Model choices (label, name) — the demo labelled as such — and a note on files that cannot be used."""
     pairs, problems = services.store.scan()
-    names = [p.name for p in pairs]
+    names = [(f"{p.name} ({p.label})", p.name) if p.is_demo else p.name for p in pairs]
     note = "\n".join(f"- **{pr.path.name}**: {pr.reason}" for pr in problems)
     return names, (f"Files in the models folder that Iris cannot use:\n{note}" if note else "")
 
@@ -211,7 +222,7 @@ def downloads_html(jobs: list) -> str:
 
 def installed_markdown(services: Services) -> str:
     """Installed models as a Markdown table, with unfinished downloads below."""
-    pairs = services.store.pairs()
+    pairs = [p for p in services.store.pairs() if not p.is_demo]
     lines = [f"Models folder: `{services.store.root}`", ""]
     if pairs:
         lines += ["| Model | Size | From |", "|---|---|---|"]
@@ -261,12 +272,13 @@ def build_ui(services: Services) -> gr.Blocks:
 
     def refresh() -> tuple[Any, str]:
         names, note = model_choices(services)
-        current = services.loaded.name if services.loaded and services.loaded.name in names else (
-            names[0] if names else None)
-        return gr.update(choices=names, value=current), note
+        return gr.update(choices=names, value=_current(services, names)), note
 
     @shows_app_errors
     def open_app() -> tuple[Any, ...]:
+        pairs = services.store.pairs()
+        if services.loaded is None and pairs and all(p.is_demo for p in pairs):
+            services.load(pairs[0].name)  # first run: chat works at once on the bundled demo (a few MB)
         convs = conv_choices()
         cid = convs[0][1] if convs else None
         msgs, index, gauge, title = show(cid)
@@ -468,10 +480,10 @@ def build_ui(services: Services) -> gr.Blocks:
         html_ = downloads_html(services.downloads.jobs())
         if names == known:
             return html_, gr.skip(), gr.skip(), gr.skip(), known
-        current = services.loaded.name if services.loaded and services.loaded.name in names else (
-            names[0] if names else None)
+        current = _current(services, names)
+        real_now = [p.name for p in services.store.pairs() if not p.is_demo]
         return (html_, gr.update(choices=names, value=current), installed_markdown(services),
-                gr.update(choices=names, value=None), names)
+                gr.update(choices=real_now, value=None), names)
 
     @shows_app_errors
     def remove_model(name: str | None) -> tuple[str, Any, Any, list[str]]:
@@ -482,12 +494,14 @@ def build_ui(services: Services) -> gr.Blocks:
             except AppError as exc:
                 gr.Warning(str(exc))
         names, _ = model_choices(services)
-        return (installed_markdown(services), gr.update(choices=names, value=None),
-                gr.update(choices=names, value=names[0] if names else None), names)
+        real_now = [p.name for p in services.store.pairs() if not p.is_demo]
+        return (installed_markdown(services), gr.update(choices=real_now, value=None),
+                gr.update(choices=names, value=_current(services, names)), names)
 
     names, note = model_choices(services)
+    real = [p.name for p in services.store.pairs() if not p.is_demo]
     st = services.settings
-    preferred = st.last_model if st.last_model in names else (names[0] if names else None)
+    preferred = st.last_model if st.last_model in _values(names) else _current(services, names)
     with gr.Blocks(title="Iris", analytics_enabled=False) as demo:
         cid_state = gr.State(None)
         index_state = gr.State([])
@@ -506,7 +520,7 @@ def build_ui(services: Services) -> gr.Blocks:
                 export_file = gr.File(label="Exported file", visible=False, elem_id="iris-export-file")
                 import_btn = gr.UploadButton("Import JSON", file_types=[".json"], size="sm", elem_id="iris-import")
                 delete_btn = gr.Button("Delete conversation", variant="stop", size="sm", elem_id="iris-delete")
-        with gr.Tabs(selected="chat" if names else "models"):
+        with gr.Tabs(selected="chat" if real else "models"):
             with gr.Tab("Chat", id="chat"):
                 with gr.Row(equal_height=True):
                     model_dd = gr.Dropdown(choices=names, value=preferred, label="Model", scale=4,
@@ -550,7 +564,11 @@ def build_ui(services: Services) -> gr.Blocks:
 
             with gr.Tab("Models", id="models"):
                 choices, pick, why = catalog_choices(services)
-                gr.Markdown(why)
+                if not real and names:
+                    why += ("\n\nUntil you download one, the **demo model** is loaded on the Chat tab: a tiny "
+                            "model trained by Iris that knows only shapes and colours. Try it with a picture "
+                            "of a red circle.")
+                gr.Markdown(why, elem_id="iris-recommended")
                 with gr.Row(equal_height=True):
                     entry_dd = gr.Dropdown(choices=choices, value=pick, label="Catalog", scale=4,
                                            elem_id="iris-catalog")
@@ -564,7 +582,7 @@ def build_ui(services: Services) -> gr.Blocks:
                 gr.Markdown("### Installed")
                 installed = gr.Markdown(installed_markdown(services), elem_id="iris-installed")
                 with gr.Row(equal_height=True):
-                    remove_dd = gr.Dropdown(choices=names, value=None, label="Remove a model", scale=4,
+                    remove_dd = gr.Dropdown(choices=real, value=None, label="Remove a model", scale=4,
                                             elem_id="iris-remove-name")
                     remove_btn = gr.Button("Remove", variant="stop", scale=1, elem_id="iris-remove")
                 with gr.Accordion("Add my own GGUF files", open=False):

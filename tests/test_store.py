@@ -83,3 +83,16 @@ def test_a_pair_that_does_not_fit_is_refused_with_the_engines_reason(tmp_path):
     pairs, problems = ModelStore(tmp_path).scan()
     assert not pairs
     assert "expects a 64-wide model" in problems[0].reason and "128-wide" in problems[0].reason
+
+
+def test_the_bundled_demo_is_listed_last_labelled_and_cannot_be_removed(tmp_path):
+    from app.errors import AppError
+
+    write_pair(tmp_path / "models" / "mine", name="mine")
+    write_pair(tmp_path / "demo", name="iris-demo-shapes")
+    store = ModelStore(tmp_path / "models", demo_dir=tmp_path / "demo")
+    pairs = store.pairs()
+    assert [p.name for p in pairs] == ["mine", "iris-demo-shapes"]
+    assert pairs[1].is_demo and "shapes and colours" in pairs[1].label and pairs[1].chat_format == "llava-1-5"
+    with pytest.raises(AppError, match="part of Iris"):
+        store.remove("iris-demo-shapes")

@@ -1,0 +1,146 @@
+"""Vocabulary and GGUF export for the demo model, laid out as real LLaVA-1.5 files (llama LM + clip mmproj)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import gguf
+import numpy as np
+
+from training.model import CLIP_MEAN, CLIP_STD, Config, TinyLlava
+
+# Control tokens, then the 256 byte tokens (llama.cpp takes the newline from <0x0A>; unknown characters
+# fall back to bytes), then the characters, then every prefix of every word with and without the SPM
+# space mark: llama.cpp's SPM tokenizer merges adjacent symbols only into pieces in the vocabulary, and
+# with every prefix present each known word always merges into one token.
+SPACE = "\u2581"
+
+
+def build_vocab(texts: list[str]) -> list[str]:
+    words: set[str] = set()
+    for t in texts:
+        words.update(w for w in re.findall(r"[A-Za-z']+", t))
+    pieces = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)] + [SPACE]
+    pieces += [chr(c) for c in range(33, 127)]
+    seen = set(pieces)
+    for w in sorted(words):
+        for form in (SPACE + w, w):
+            for k in range(2, len(form) + 1):
+                p = form[:k]
+                if p not in seen:
+                    seen.add(p)
+                    pieces.append(p)
+    return pieces
+
+
+def _f(t) -> np.ndarray:
+    return t.detach().float().cpu().numpy()
+
+
+def write_lm(path: Path, model: TinyLlava, vocab: list[str], name: str, dtype: str = "f16") -> Path:
+    c = model.c
+    lm = model.lm
+    wr = gguf.GGUFWriter(str(path), "llama")
+    wr.add_name(name)
+    wr.add_context_length(c.n_ctx)
+    wr.add_embedding_length(c.n_embd)
+    wr.add_block_count(c.n_layer)
+    wr.add_feed_forward_length(c.n_ff)
+    wr.add_head_count(c.n_head)
+    wr.add_head_count_kv(c.n_head)
+    wr.add_rope_dimension_count(c.n_embd // c.n_head)
+    wr.add_layer_norm_rms_eps(c.eps)
+    wr.add_rope_freq_base(c.rope_base)
+    wr.add_file_type(1 if dtype == "f16" else 0)
+    wr.add_tokenizer_model("llama")
+    wr.add_token_list(vocab)
+    wr.add_token_scores([-float(len(p)) if i > 258 else 0.0 for i, p in enumerate(vocab)])
+    types = [gguf.TokenType.UNKNOWN, gguf.TokenType.CONTROL, gguf.TokenType.CONTROL]
+    types += [gguf.TokenType.BYTE] * 256 + [gguf.TokenType.NORMAL] * (len(vocab) - 259)
+    wr.add_token_types(types)
+    wr.add_bos_token_id(1)
+    wr.add_eos_token_id(2)
+    wr.add_unk_token_id(0)
+    wr.add_add_bos_token(True)
+    wr.add_add_eos_token(False)
+
+    def mat(n: str, t) -> None:
+        a = _f(t)
+        wr.add_tensor(n, a.astype(np.float16) if dtype == "f16" else a)
+
+    wr.add_tensor("token_embd.weight", _f(lm.embed.weight))
+    wr.add_tensor("output_norm.weight", _f(lm.norm.weight))
+    mat("output.weight", lm.out.weight)
+    for i, b in enumerate(lm.blocks):
+        wr.add_tensor(f"blk.{i}.attn_norm.weight", _f(b.attn_norm.weight))
+        mat(f"blk.{i}.attn_q.weight", b.q.weight)
+        mat(f"blk.{i}.attn_k.weight", b.k.weight)
+        mat(f"blk.{i}.attn_v.weight", b.v.weight)
+        mat(f"blk.{i}.attn_output.weight", b.o.weight)
+        wr.add_tensor(f"blk.{i}.ffn_norm.weight", _f(b.ffn_norm.weight))
+        mat(f"blk.{i}.ffn_gate.weight", b.gate.weight)
+        mat(f"blk.{i}.ffn_up.weight", b.up.weight)
+        mat(f"blk.{i}.ffn_down.weight", b.down.weight)
+    _finish(wr)
+    return path
+
+
+def write_mmproj(path: Path, model: TinyLlava, name: str, dtype: str = "f16") -> Path:
+    c = model.c
+    v = model.vit
+    wr = gguf.GGUFWriter(str(path), "clip")
+    wr.add_name(name)
+    wr.add_bool("clip.has_vision_encoder", True)
+    wr.add_bool("clip.has_text_encoder", False)
+    wr.add_bool("clip.has_llava_projector", True)
+    wr.add_string("clip.projector_type", "mlp")
+    wr.add_bool("clip.use_gelu", False)
+    wr.add_uint32("clip.vision.image_size", c.image_size)
+    wr.add_uint32("clip.vision.patch_size", c.patch)
+    wr.add_uint32("clip.vision.embedding_length", c.v_width)
+    wr.add_uint32("clip.vision.feed_forward_length", c.v_ff)
+    wr.add_uint32("clip.vision.projection_dim", c.n_embd)
+    wr.add_uint32("clip.vision.attention.head_count", c.v_heads)
+    wr.add_float32("clip.vision.attention.layer_norm_epsilon", c.eps)
+    wr.add_uint32("clip.vision.block_count", c.v_layers)
+    wr.add_array("clip.vision.image_mean", list(CLIP_MEAN))
+    wr.add_array("clip.vision.image_std", list(CLIP_STD))
+
+    def mat(n: str, t) -> None:
+        a = _f(t)
+        wr.add_tensor(n, a.astype(np.float16) if dtype == "f16" else a)
+
+    mat("v.patch_embd.weight", v.patch.weight)
+    wr.add_tensor("v.class_embd", _f(v.cls))
+    wr.add_tensor("v.position_embd.weight", _f(v.pos))
+    wr.add_tensor("v.pre_ln.weight", _f(v.pre_ln.weight))
+    wr.add_tensor("v.pre_ln.bias", _f(v.pre_ln.bias))
+    for i, b in enumerate(v.blocks):
+        for part, lin in (("attn_q", b.q), ("attn_k", b.k), ("attn_v", b.v), ("attn_out", b.o)):
+            mat(f"v.blk.{i}.{part}.weight", lin.weight)
+            wr.add_tensor(f"v.blk.{i}.{part}.bias", _f(lin.bias))
+        wr.add_tensor(f"v.blk.{i}.ln1.weight", _f(b.ln1.weight))
+        wr.add_tensor(f"v.blk.{i}.ln1.bias", _f(b.ln1.bias))
+        wr.add_tensor(f"v.blk.{i}.ln2.weight", _f(b.ln2.weight))
+        wr.add_tensor(f"v.blk.{i}.ln2.bias", _f(b.ln2.bias))
+        mat(f"v.blk.{i}.ffn_up.weight", b.up.weight)
+        wr.add_tensor(f"v.blk.{i}.ffn_up.bias", _f(b.up.bias))
+        mat(f"v.blk.{i}.ffn_down.weight", b.down.weight)
+        wr.add_tensor(f"v.blk.{i}.ffn_down.bias", _f(b.down.bias))
+    mat("mm.0.weight", model.proj.fc1.weight)
+    wr.add_tensor("mm.0.bias", _f(model.proj.fc1.bias))
+    mat("mm.2.weight", model.proj.fc2.weight)
+    wr.add_tensor("mm.2.bias", _f(model.proj.fc2.bias))
+    _finish(wr)
+    return path
+
+
+def _finish(wr: gguf.GGUFWriter) -> None:
+    wr.write_header_to_file()
+    wr.write_kv_data_to_file()
+    wr.write_tensors_to_file()
+    wr.close()
+
+
+__all__ = ["build_vocab", "write_lm", "write_mmproj", "Config"]
