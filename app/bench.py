@@ -115,7 +115,9 @@ def work_iris(lm: Path, mm: Path, images: list[Path], n_ctx: int, max_tokens: in
         rows.append({"ttft_s": st.ttft_s, "encode_s": st.image_encode_s,
                      "prompt_tokens_evaluated": st.prompt_tokens_evaluated, "decode_tok_s": st.decode_tok_s})
         conv.turns.append(Turn("assistant", text))
+    split = _rss_split()  # measured with the model still loaded
     eng.close()
+    rows[-1].update({"rss_" + k.lower(): v for k, v in split.items()})
     return rows
 
 
@@ -221,7 +223,17 @@ def worker_main(a: argparse.Namespace) -> None:
         fn = work_iris if a.worker == "iris" else work_stock
         rows = fn(lm, mm, images, a.n_ctx, a.max_tokens, a.threads)
         rss = _peak_rss()
-    print("IRIS-BENCH " + json.dumps({"rows": rows, "peak_rss": rss}), flush=True)
+    print("IRIS-BENCH " + json.dumps({"rows": rows, "peak_rss": rss, **_rss_split()}), flush=True)
+
+
+def _rss_split() -> dict:
+    """Resident memory now, anonymous (really used) vs file-backed (mapped model pages the OS can drop)."""
+    status = Path("/proc/self/status")
+    if not status.exists():
+        return {}
+    text = status.read_text()
+    return {k: int(m.group(1)) * 1024 for k in ("RssAnon", "RssFile")
+            if (m := re.search(rf"{k}:\s+(\d+) kB", text))}
 
 
 # -- driver -------------------------------------------------------------------------------------------

@@ -600,10 +600,14 @@ class LlamaCppEngine:
         with self._lock:
             if self.model is None:
                 raise NoModelLoaded("No model is loaded. Pick a model first.")
+            import llama_cpp as L
+
             stats = ReplyStats()
             self._prefill(conv, stats)
             llama = self._llama
-            return [float(x) for x in llama.scores[llama.n_tokens - 1]]
+            # llama-cpp-python keeps no scores unless logits_all; read the context's last output row.
+            ptr = L.llama_get_logits_ith(llama._ctx.ctx, -1)
+            return [float(ptr[i]) for i in range(llama.n_vocab())]
 
     def _check_images(self, conv: Conversation) -> None:
         assert self.model is not None

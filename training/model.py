@@ -79,18 +79,21 @@ class ViT(nn.Module):
 
     def forward(self, pixels: torch.Tensor, upto: int | None = None) -> torch.Tensor:
         x = self.patch(pixels).flatten(2).transpose(1, 2)
-        x = torch.cat([self.cls.expand(x.shape[0], 1, -1), x], 1) + self.pos
+        # llama.cpp's llava graph (tools/mtmd/models/llava.cpp) appends the class token AFTER the patches,
+        # adds position embeddings in that order, and hands the projector rows 1..N (patches 1..N-1 and the
+        # class token). Trained the same way, the exported model computes the same function there.
+        x = torch.cat([x, self.cls.expand(x.shape[0], 1, -1)], 1) + self.pos
         x = self.pre_ln(x)
         for blk in self.blocks[: upto if upto is not None else len(self.blocks)]:
             x = blk(x)
         return x
 
     def patch_features(self, pixels: torch.Tensor) -> torch.Tensor:
-        """What LLaVA feeds the projector: the penultimate block's output, class token dropped."""
+        """What llama.cpp feeds the projector: the penultimate block's rows 1..N (see forward)."""
         return self.forward(pixels, upto=self.c.v_layers - 1)[:, 1:]
 
     def pooled(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.post_ln(self.forward(pixels)[:, 0])
+        return self.post_ln(self.forward(pixels)[:, -1])  # the class token
 
 
 class TextEncoder(nn.Module):

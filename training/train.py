@@ -186,8 +186,8 @@ def main() -> None:
         caps.append({"ids": ids, "labels": labels, "pixels": p, "caption": world.caption(sc)})
         qas = world.questions(sc, rng)
         rng.shuffle(qas)
-        for k in range(2):  # two conversations per scene, 1-3 turns each
-            chosen = qas[k * 3: k * 3 + rng.randint(1, 3)] or qas[:1]
+        for k in range(2):  # two conversations per scene, 2-4 turns each
+            chosen = qas[k * 4: k * 4 + rng.randint(2, 4)] or qas[:2]
             ids, labels = tok.sample([(q.question, q.answer) for q in chosen], True)
             inst.append({"ids": ids, "labels": labels, "pixels": p})
         q = rng.choice(qas)
@@ -248,7 +248,7 @@ def main() -> None:
         return (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
 
     vit_params = list(model.vit.parameters()) + list(text_enc.parameters()) + list(proj_v.parameters()) + [scale]
-    run("clip", vit_params, 500, 2e-3, clip_loss, caps, 128)
+    run("clip", vit_params, 2000, 2e-3, clip_loss, caps, 128)
     for p in model.vit.parameters():
         p.requires_grad_(False)
     model.vit.eval()
@@ -274,7 +274,7 @@ def main() -> None:
     # 4. Stage 2: LM + projector on instruction data.
     for p in model.lm.parameters():
         p.requires_grad_(True)
-    run("stage2", list(model.lm.parameters()) + list(model.proj.parameters()), 1200, 2e-3,
+    run("stage2", list(model.lm.parameters()) + list(model.proj.parameters()), 1800, 2e-3,
         lambda b: lm_loss(model, b, prefix, True), inst, 64)
     report["accuracy"]["stage2"] = evaluate(model, tok, vocab, eval_items)
     print("stage2 accuracy", report["accuracy"]["stage2"], flush=True)
