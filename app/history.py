@@ -123,15 +123,17 @@ class History:
         return img.sha256
 
     def load_image(self, sha: str) -> PreparedImage:
-        """An image from the store, ready for the engine."""
-        from app.images import prepare_image
+        """An image from the store, ready for the engine (stored already prepared: no decoding again)."""
+        from PIL import Image
 
         path = self.image_path(sha)
         try:
-            img = prepare_image(path.read_bytes(), name=f"{sha[:8]}.png")
+            png = path.read_bytes()
+            with Image.open(path) as im:  # reads the header only, for the size
+                width, height = im.size
         except OSError as exc:
             raise AppError(f"An image of this conversation is missing from {self.images_dir} ({exc}).") from exc
-        return img
+        return PreparedImage(png=png, sha256=sha, name=f"{sha[:8]}.png", width=width, height=height)
 
     # -- conversations ---------------------------------------------------------------------------------
 

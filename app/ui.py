@@ -8,6 +8,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -155,12 +156,25 @@ def _current(services: Services, choices: list[Any]) -> str | None:
     return vals[0] if vals else None
 
 
-def model_choices(services: Services) -> tuple[list[Any], str]:
-    """Model choices (label, name) — the demo labelled as such — and a note on files that cannot be used."""
+@dataclass
+class ModelView:
+    """Everything the UI shows about the models folder, from one scan of it."""
+
+    choices: list[Any]  # for the Chat tab's picker: names, the demo as (label, name)
+    real: list[str]  # installed models (not the bundled demo): what Remove offers
+    note: str  # files that cannot be used, and why
+    installed: str  # the Models tab's table
+
+
+def model_view(services: Services) -> ModelView:
+    """Scan the models folder once and describe it for every place that lists models."""
     pairs, problems = services.store.scan()
-    names = [(f"{p.name} ({p.label})", p.name) if p.is_demo else p.name for p in pairs]
+    choices = [(f"{p.name} ({p.label})", p.name) if p.is_demo else p.name for p in pairs]
     note = "\n".join(f"- **{pr.path.name}**: {pr.reason}" for pr in problems)
-    return names, (f"Files in the models folder that Iris cannot use:\n{note}" if note else "")
+    real = [p for p in pairs if not p.is_demo]
+    return ModelView(choices, [p.name for p in real],
+                     f"Files in the models folder that Iris cannot use:\n{note}" if note else "",
+                     installed_markdown(services, real))
 
 
 def catalog_choices(services: Services) -> tuple[list[tuple[str, str]], str | None, str]:
@@ -220,9 +234,8 @@ def downloads_html(jobs: list) -> str:
     return "".join(rows) or "<i>No downloads in this session.</i>"
 
 
-def installed_markdown(services: Services) -> str:
-    """Installed models as a Markdown table, with unfinished downloads below."""
-    pairs = [p for p in services.store.pairs() if not p.is_demo]
+def installed_markdown(services: Services, pairs: list[Any]) -> str:
+    """Installed models (pairs, the demo left out) as a Markdown table, with unfinished downloads below."""
     lines = [f"Models folder: `{services.store.root}`", ""]
     if pairs:
         lines += ["| Model | Size | From |", "|---|---|---|"]
@@ -271,8 +284,8 @@ def build_ui(services: Services) -> gr.Blocks:
         return _model_status(services, pair.name)
 
     def refresh() -> tuple[Any, str]:
-        names, note = model_choices(services)
-        return gr.update(choices=names, value=_current(services, names)), note
+        view = model_view(services)
+        return gr.update(choices=view.choices, value=_current(services, view.choices)), view.note
 
     @shows_app_errors
     def open_app() -> tuple[Any, ...]:
@@ -475,38 +488,38 @@ def build_ui(services: Services) -> gr.Blocks:
         names = [q.name for q in spec.quants]
         return gr.update(choices=names, value=names[0]), catalog_details(services, spec_id, names[0])
 
-    def poll(known: list[str]) -> tuple[str, Any, Any, Any, list[str]]:
-        names, _ = model_choices(services)
-        html_ = downloads_html(services.downloads.jobs())
-        if names == known:
+    def poll(known: list) -> tuple[str, Any, Any, Any, list]:
+        jobs = services.downloads.jobs()
+        html_ = downloads_html(jobs)
+        # The folder is scanned (every GGUF header read) only when a download has just finished, not every tick.
+        finished = [(j.name, id(j)) for j in jobs if j.folder is not None]
+        if finished == known:
             return html_, gr.skip(), gr.skip(), gr.skip(), known
-        current = _current(services, names)
-        real_now = [p.name for p in services.store.pairs() if not p.is_demo]
-        return (html_, gr.update(choices=names, value=current), installed_markdown(services),
-                gr.update(choices=real_now, value=None), names)
+        view = model_view(services)
+        return (html_, gr.update(choices=view.choices, value=_current(services, view.choices)), view.installed,
+                gr.update(choices=view.real, value=None), finished)
 
     @shows_app_errors
-    def remove_model(name: str | None) -> tuple[str, Any, Any, list[str]]:
+    def remove_model(name: str | None) -> tuple[str, Any, Any]:
         if name:
             try:
                 freed = services.remove(name)
                 gr.Info(f"Removed {name}; {human_size(freed)} freed.")
             except AppError as exc:
                 gr.Warning(str(exc))
-        names, _ = model_choices(services)
-        real_now = [p.name for p in services.store.pairs() if not p.is_demo]
-        return (installed_markdown(services), gr.update(choices=real_now, value=None),
-                gr.update(choices=names, value=_current(services, names)), names)
+        view = model_view(services)
+        return (view.installed, gr.update(choices=view.real, value=None),
+                gr.update(choices=view.choices, value=_current(services, view.choices)))
 
-    names, note = model_choices(services)
-    real = [p.name for p in services.store.pairs() if not p.is_demo]
+    view = model_view(services)
+    names, note, real = view.choices, view.note, view.real
     st = services.settings
     preferred = st.last_model if st.last_model in _values(names) else _current(services, names)
     with gr.Blocks(title="Iris", analytics_enabled=False) as demo:
         cid_state = gr.State(None)
         index_state = gr.State([])
         accepted = gr.State(False)
-        known_models = gr.State(names)
+        finished_downloads = gr.State([])
         with gr.Sidebar(label="Conversations", elem_id="iris-sidebar", open=True):
             new_btn = gr.Button("+ New chat", variant="primary", elem_id="iris-new-chat")
             search = gr.Textbox(placeholder="Search conversations…", show_label=False, elem_id="iris-search")
@@ -580,7 +593,7 @@ def build_ui(services: Services) -> gr.Blocks:
                 details = gr.Markdown(catalog_details(services, pick, first_quants[0]))
                 jobs_html = gr.HTML(downloads_html(services.downloads.jobs()), elem_id="iris-downloads")
                 gr.Markdown("### Installed")
-                installed = gr.Markdown(installed_markdown(services), elem_id="iris-installed")
+                installed = gr.Markdown(view.installed, elem_id="iris-installed")
                 with gr.Row(equal_height=True):
                     remove_dd = gr.Dropdown(choices=real, value=None, label="Remove a model", scale=4,
                                             elem_id="iris-remove-name")
@@ -629,9 +642,9 @@ def build_ui(services: Services) -> gr.Blocks:
         quant_dd.change(lambda i, q: catalog_details(services, i, q), [entry_dd, quant_dd], details)
         dl_btn.click(start_download, [entry_dd, quant_dd], jobs_html, concurrency_limit=None)
         cancel_btn.click(cancel_download, [entry_dd, quant_dd], jobs_html, queue=False)
-        timer.tick(poll, known_models, [jobs_html, model_dd, installed, remove_dd, known_models],
+        timer.tick(poll, finished_downloads, [jobs_html, model_dd, installed, remove_dd, finished_downloads],
                    concurrency_limit=None, show_progress="hidden")
-        remove_btn.click(remove_model, remove_dd, [installed, remove_dd, model_dd, known_models],
+        remove_btn.click(remove_model, remove_dd, [installed, remove_dd, model_dd],
                          js="(n) => (n && confirm('Delete ' + n + ' from disk?')) ? n : null")
     return demo
 
