@@ -13,8 +13,14 @@ import argparse
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import sys
+
 import numpy as np
 import gguf
+
+# Run as a script too (python tests/modelwriter.py): the key layout lives in the repository's training package.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from training.gguflayout import finish, lm_header, mmproj_header  # noqa: E402
 
 # A Vicuna/LLaVA-style template that renders OpenAI content lists; image parts arrive as
 # {"type": "text", "text": "<__media__>"} from llama-cpp-python's MTMD handler. No BOS: mtmd adds it.
@@ -37,8 +43,6 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}ASSISTANT: {% endif %}"
 )
 
-CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
-CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 WORDS = ["the", "a", "is", "what", "this", "image", "shape", "colour", "red", "blue", "green",
          "circle", "square", "USER", "ASSISTANT", "picture", "and", "of", "in", "you", "I", "it"]
 
@@ -173,29 +177,11 @@ def write_lm(path: Path, s: Shape) -> Path:
     s.validate()
     w = _Weights(s.seed, reuse=s.n_embd >= 1024)
     wr = gguf.GGUFWriter(str(path), "llama")
-    wr.add_name("iris-test-lm")
-    wr.add_context_length(s.n_ctx)
-    wr.add_embedding_length(s.n_embd)
-    wr.add_block_count(s.n_layer)
-    wr.add_feed_forward_length(s.n_ff)
-    wr.add_head_count(s.n_head)
-    wr.add_head_count_kv(s.n_head_kv)
-    wr.add_rope_dimension_count(s.n_embd // s.n_head)
-    wr.add_layer_norm_rms_eps(1e-5)
-    wr.add_rope_freq_base(10000.0)
-    wr.add_file_type(2 if s.quant == "q4_0" else (1 if s.quant == "f16" else 0))
     tokens, scores, types = _vocab(s.n_vocab)
-    wr.add_tokenizer_model("llama")
-    wr.add_token_list(tokens)
-    wr.add_token_scores(scores)
-    wr.add_token_types(types)
-    wr.add_bos_token_id(1)
-    wr.add_eos_token_id(2)
-    wr.add_unk_token_id(0)
-    wr.add_add_bos_token(True)
-    wr.add_add_eos_token(False)
-    if s.chat_template:
-        wr.add_chat_template(CHAT_TEMPLATE)
+    file_type = {"q4_0": 2, "f16": 1}.get(s.quant, 0)
+    lm_header(wr, name="iris-test-lm", n_ctx=s.n_ctx, n_embd=s.n_embd, n_layer=s.n_layer, n_ff=s.n_ff,
+              n_head=s.n_head, n_head_kv=s.n_head_kv, file_type=file_type, tokens=tokens, scores=scores,
+              types=types, chat_template=CHAT_TEMPLATE if s.chat_template else None)
     hd = s.n_embd // s.n_head
     kv = s.n_head_kv * hd
 
@@ -221,7 +207,7 @@ def write_lm(path: Path, s: Shape) -> Path:
         mat(f"blk.{i}.ffn_gate.weight", s.n_embd, s.n_ff)
         mat(f"blk.{i}.ffn_up.weight", s.n_embd, s.n_ff)
         mat(f"blk.{i}.ffn_down.weight", s.n_ff, s.n_embd)
-    _finish(wr)
+    finish(wr)
     return path
 
 
@@ -233,22 +219,8 @@ def write_mmproj(path: Path, s: Shape) -> Path:
     D, F, P, E = s.v_width, s.v_ff, s.patch, s.n_embd
     n_pos = (s.image_size // P) ** 2 + 1
     wr = gguf.GGUFWriter(str(path), "clip")
-    wr.add_name("iris-test-mmproj")
-    wr.add_bool("clip.has_vision_encoder", True)
-    wr.add_bool("clip.has_text_encoder", False)
-    wr.add_bool("clip.has_llava_projector", True)
-    wr.add_string("clip.projector_type", "mlp")
-    wr.add_bool("clip.use_gelu", False)
-    wr.add_uint32("clip.vision.image_size", s.image_size)
-    wr.add_uint32("clip.vision.patch_size", P)
-    wr.add_uint32("clip.vision.embedding_length", D)
-    wr.add_uint32("clip.vision.feed_forward_length", F)
-    wr.add_uint32("clip.vision.projection_dim", E)
-    wr.add_uint32("clip.vision.attention.head_count", s.v_heads)
-    wr.add_float32("clip.vision.attention.layer_norm_epsilon", 1e-5)
-    wr.add_uint32("clip.vision.block_count", s.v_layers)
-    wr.add_array("clip.vision.image_mean", list(CLIP_MEAN))
-    wr.add_array("clip.vision.image_std", list(CLIP_STD))
+    mmproj_header(wr, name="iris-test-mmproj", image_size=s.image_size, patch=P, width=D, ff=F, proj_dim=E,
+                  heads=s.v_heads, layers=s.v_layers)
     if s.pinpoints:
         sz = s.image_size
         wr.add_array("clip.vision.image_grid_pinpoints", [sz, sz, sz, 2 * sz, 2 * sz, sz, 2 * sz, 2 * sz])
@@ -275,15 +247,8 @@ def write_mmproj(path: Path, s: Shape) -> Path:
     wr.add_tensor("mm.0.bias", w.small(E))
     wr.add_tensor("mm.2.weight", w.dense((E, E), dt, 4.0 / E ** 0.5))
     wr.add_tensor("mm.2.bias", w.small(E))
-    _finish(wr)
+    finish(wr)
     return path
-
-
-def _finish(wr: gguf.GGUFWriter) -> None:
-    wr.write_header_to_file()
-    wr.write_kv_data_to_file()
-    wr.write_tensors_to_file()
-    wr.close()
 
 
 def write_pair(out_dir: Path, shape: Shape | None = None, name: str = "tiny-llava") -> tuple[Path, Path]:

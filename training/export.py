@@ -8,7 +8,8 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from training.model import CLIP_MEAN, CLIP_STD, Config, TinyLlava
+from training.gguflayout import finish, lm_header, mmproj_header
+from training.model import Config, TinyLlava
 
 # Control tokens, then the 256 byte tokens (llama.cpp takes the newline from <0x0A>; unknown characters
 # fall back to bytes), then the characters, then every prefix of every word with and without the SPM
@@ -42,28 +43,12 @@ def write_lm(path: Path, model: TinyLlava, vocab: list[str], name: str, dtype: s
     c = model.c
     lm = model.lm
     wr = gguf.GGUFWriter(str(path), "llama")
-    wr.add_name(name)
-    wr.add_context_length(c.n_ctx)
-    wr.add_embedding_length(c.n_embd)
-    wr.add_block_count(c.n_layer)
-    wr.add_feed_forward_length(c.n_ff)
-    wr.add_head_count(c.n_head)
-    wr.add_head_count_kv(c.n_head)
-    wr.add_rope_dimension_count(c.n_embd // c.n_head)
-    wr.add_layer_norm_rms_eps(c.eps)
-    wr.add_rope_freq_base(c.rope_base)
-    wr.add_file_type(1 if dtype == "f16" else 0)
-    wr.add_tokenizer_model("llama")
-    wr.add_token_list(vocab)
-    wr.add_token_scores([-float(len(p)) if i > 258 else 0.0 for i, p in enumerate(vocab)])
     types = [gguf.TokenType.UNKNOWN, gguf.TokenType.CONTROL, gguf.TokenType.CONTROL]
     types += [gguf.TokenType.BYTE] * 256 + [gguf.TokenType.NORMAL] * (len(vocab) - 259)
-    wr.add_token_types(types)
-    wr.add_bos_token_id(1)
-    wr.add_eos_token_id(2)
-    wr.add_unk_token_id(0)
-    wr.add_add_bos_token(True)
-    wr.add_add_eos_token(False)
+    lm_header(wr, name=name, n_ctx=c.n_ctx, n_embd=c.n_embd, n_layer=c.n_layer, n_ff=c.n_ff, n_head=c.n_head,
+              n_head_kv=c.n_head, file_type=1 if dtype == "f16" else 0, tokens=vocab,
+              scores=[-float(len(p)) if i > 258 else 0.0 for i, p in enumerate(vocab)], types=types,
+              eps=c.eps, rope_base=c.rope_base)
 
     def mat(n: str, t) -> None:
         a = _f(t)
@@ -82,7 +67,7 @@ def write_lm(path: Path, model: TinyLlava, vocab: list[str], name: str, dtype: s
         mat(f"blk.{i}.ffn_gate.weight", b.gate.weight)
         mat(f"blk.{i}.ffn_up.weight", b.up.weight)
         mat(f"blk.{i}.ffn_down.weight", b.down.weight)
-    _finish(wr)
+    finish(wr)
     return path
 
 
@@ -90,22 +75,8 @@ def write_mmproj(path: Path, model: TinyLlava, name: str, dtype: str = "f16") ->
     c = model.c
     v = model.vit
     wr = gguf.GGUFWriter(str(path), "clip")
-    wr.add_name(name)
-    wr.add_bool("clip.has_vision_encoder", True)
-    wr.add_bool("clip.has_text_encoder", False)
-    wr.add_bool("clip.has_llava_projector", True)
-    wr.add_string("clip.projector_type", "mlp")
-    wr.add_bool("clip.use_gelu", False)
-    wr.add_uint32("clip.vision.image_size", c.image_size)
-    wr.add_uint32("clip.vision.patch_size", c.patch)
-    wr.add_uint32("clip.vision.embedding_length", c.v_width)
-    wr.add_uint32("clip.vision.feed_forward_length", c.v_ff)
-    wr.add_uint32("clip.vision.projection_dim", c.n_embd)
-    wr.add_uint32("clip.vision.attention.head_count", c.v_heads)
-    wr.add_float32("clip.vision.attention.layer_norm_epsilon", c.eps)
-    wr.add_uint32("clip.vision.block_count", c.v_layers)
-    wr.add_array("clip.vision.image_mean", list(CLIP_MEAN))
-    wr.add_array("clip.vision.image_std", list(CLIP_STD))
+    mmproj_header(wr, name=name, image_size=c.image_size, patch=c.patch, width=c.v_width, ff=c.v_ff,
+                  proj_dim=c.n_embd, heads=c.v_heads, layers=c.v_layers, eps=c.eps)
 
     def mat(n: str, t) -> None:
         a = _f(t)
@@ -132,15 +103,8 @@ def write_mmproj(path: Path, model: TinyLlava, name: str, dtype: str = "f16") ->
     wr.add_tensor("mm.0.bias", _f(model.proj.fc1.bias))
     mat("mm.2.weight", model.proj.fc2.weight)
     wr.add_tensor("mm.2.bias", _f(model.proj.fc2.bias))
-    _finish(wr)
+    finish(wr)
     return path
-
-
-def _finish(wr: gguf.GGUFWriter) -> None:
-    wr.write_header_to_file()
-    wr.write_kv_data_to_file()
-    wr.write_tensors_to_file()
-    wr.close()
 
 
 __all__ = ["build_vocab", "write_lm", "write_mmproj", "Config"]
