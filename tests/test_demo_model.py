@@ -15,6 +15,7 @@ from app.images import prepare_image
 from training import world
 from training.heldout import held_out_scenes
 
+ARTIFACT = Path(__file__).resolve().parent.parent / "test-artifacts" / "demo-accuracy.json"
 DEMO = Path(os.environ.get("IRIS_DEMO_DIR") or Path(__file__).resolve().parent.parent / "assets" / "demo")
 LM, MM = DEMO / "iris-demo-shapes.gguf", DEMO / "iris-demo-shapes-mmproj.gguf"
 GREEDY = GenParams(temperature=0.0, max_tokens=40, seed=0)
@@ -33,6 +34,13 @@ def demo():
     eng.load(LM, MM, chat_format="llava-1-5")
     yield eng
     eng.close()
+
+
+def record(**figures) -> None:
+    """Add figures to test-artifacts/demo-accuracy.json (training/card.py puts them in the model card)."""
+    ARTIFACT.parent.mkdir(exist_ok=True)
+    old = json.loads(ARTIFACT.read_text()) if ARTIFACT.exists() else {}
+    ARTIFACT.write_text(json.dumps({**old, **figures}, indent=1))
 
 
 def ask(eng: LlamaCppEngine, scene: world.Scene, question: str) -> str:
@@ -57,6 +65,7 @@ def test_llama_cpp_logits_match_the_pytorch_reference(demo):
         worst = max(worst, diff)
         assert max(range(len(got)), key=got.__getitem__) == max(range(len(got)), key=ref["logits"].__getitem__)
     print(f"\nmax |logit difference| llama.cpp vs PyTorch: {worst:.4f} (tolerance {LOGIT_TOLERANCE})")
+    record(logit_diff=worst, logit_inputs=len(refs))
     assert worst < LOGIT_TOLERANCE
 
 
@@ -64,7 +73,8 @@ def test_held_out_questions_are_answered(demo):
     rng = random.Random(2024)
     per: dict[str, list[int]] = {}
     wrong = []
-    for scene in held_out_scenes(70):
+    scenes = held_out_scenes(70)
+    for scene in scenes:
         for qa in rng.sample(world.questions(scene, rng), 3):
             got = ask(demo, scene, qa.question)
             ok = got == qa.answer
@@ -78,11 +88,13 @@ def test_held_out_questions_are_answered(demo):
         print(f"  {cat:12s} {sum(v)}/{len(v)} = {sum(v) / len(v):.1%}")
     for w in wrong[:8]:
         print("  wrong:", w)
+    record(asked=total, scenes=len(scenes), overall=overall,
+           categories={k: {"right": sum(v), "asked": len(v)} for k, v in sorted(per.items())})
     assert total >= 200
-    # The issue's target is 95 %; the shipped model measures 73 % (shape recognition is its weak point, see
+    # The issue's target is 95 %; the shipped model measures 79 % (naming shapes is its weak point, see
     # assets/demo/MODEL_CARD.md). This floor catches a broken pipeline (a wrong layout or preprocessing
     # drops it to the ~25 % that answering from the question alone gives) until a better model replaces it.
-    assert overall >= 0.65
+    assert overall >= 0.70
 
 
 def test_same_image_twice_same_answer_and_swapping_changes_it(demo):

@@ -20,8 +20,11 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 @dataclass(frozen=True)
 class Config:
-    image_size: int = 64
-    patch: int = 16
+    # A 3x3 grid of 24-px patches: each of the world's five places is one patch's centre, so every shape
+    # lies inside one image token (with 16-px patches on 64 px, shapes straddled 2-4 patches and the
+    # frozen encoder kept too little of their outline to name them).
+    image_size: int = 72
+    patch: int = 24
     v_width: int = 96
     v_layers: int = 4
     v_heads: int = 4

@@ -8,7 +8,7 @@ then frozen; LM pre-training on the world's text; stage 1 trains only the projec
 pairs; stage 2 trains LM + projector on instruction data (conversation, detailed description, simple
 reasoning). Token ids come from llama.cpp's own tokenizer on the exported vocabulary, so training and
 inference see exactly the same sequences. Writes the two GGUF files, reference logits, and training
-figures (train-report.json) into --out.
+figures (train-report.json) and the model card (training/card.py) into --out.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from training import world
 from training.heldout import scenes
+from training.card import render as render_card
 from training.export import build_vocab, write_lm, write_mmproj
 from training.model import Config, TextEncoder, TinyLlava, count_params, preprocess
 
@@ -292,7 +293,7 @@ def main() -> None:
     refs = []
     model.eval()
     for i, sc in enumerate(scenes(999, 3, held_out=True)):
-        sc = world.Scene(sc.objects, sc.background, 64, sc.seed)  # 64 px: the encoder's own size, no resize
+        sc = world.Scene(sc.objects, sc.background, cfg.image_size, sc.seed)  # the encoder's own size: no resize
         q = ("What colour is the {}?".format(sc.objects[0].shape), "Describe the image.", "How many shapes are there?")[i]
         ids = tok.prompt(q)
         with torch.no_grad():
@@ -307,8 +308,10 @@ def main() -> None:
                         "lm": count_params(model.lm), "text_tower (not exported)": count_params(text_enc)}
     report["files"] = {p.name: p.stat().st_size for p in (lm_out, mm_out)}
     report["config"] = asdict(cfg)
+    report["eval_questions"] = len(eval_items)
     report["minutes"]["total"] = round((time.perf_counter() - t_all) / 60, 2)
     (args.out / "train-report.json").write_text(json.dumps(report, indent=1))
+    (args.out / "MODEL_CARD.md").write_text(render_card(report, None))
     print(json.dumps(report, indent=1))
 
 

@@ -17,11 +17,14 @@ COLOURS = {
     "yellow": (240, 210, 30), "purple": (140, 60, 180), "orange": (245, 140, 30),
 }
 BACKGROUNDS = ((225, 225, 225), (245, 238, 215), (205, 222, 240), (70, 70, 80), (215, 235, 215), (30, 30, 35))
-POSITIONS = {"left": (0.22, 0.5), "right": (0.78, 0.5), "top": (0.5, 0.22), "bottom": (0.5, 0.78),
+# The five places are the centres of a 3x3 grid, and every shape fits inside its own cell (largest radius
+# x 1.05 + jitter < 1/6), so shapes never overlap: an occluded shape has no one right name.
+POSITIONS = {"left": (1 / 6, 0.5), "right": (5 / 6, 0.5), "top": (0.5, 1 / 6), "bottom": (0.5, 5 / 6),
              "centre": (0.5, 0.5)}
+JITTER = 0.01
 PHRASE = {"left": "on the left", "right": "on the right", "top": "at the top", "bottom": "at the bottom",
           "centre": "in the centre"}
-SIZES = {"small": 0.10, "large": 0.19}  # radius as a fraction of the picture's side
+SIZES = {"small": 0.09, "large": 0.145}  # radius as a fraction of the picture's side
 NUMBERS = {1: "one", 2: "two", 3: "three"}
 CATEGORIES = ("colour", "shape", "position", "count", "reasoning", "description")
 
@@ -73,9 +76,9 @@ def draw(scene: Scene) -> Image.Image:
     d = ImageDraw.Draw(im)
     for o in scene.objects:
         fx, fy = POSITIONS[o.position]
-        cx = (fx + rng.uniform(-0.04, 0.04)) * s
-        cy = (fy + rng.uniform(-0.04, 0.04)) * s
-        r = SIZES[o.size] * s * rng.uniform(0.9, 1.1)
+        cx = (fx + rng.uniform(-JITTER, JITTER)) * s
+        cy = (fy + rng.uniform(-JITTER, JITTER)) * s
+        r = SIZES[o.size] * s * rng.uniform(0.95, 1.05)
         col = COLOURS[o.colour]
         if o.shape == "circle":
             d.ellipse((cx - r, cy - r, cx + r, cy + r), fill=col)

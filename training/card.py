@@ -1,0 +1,124 @@
+"""Write the demo model's MODEL_CARD.md from its training report (and, if given, the llama.cpp measurement).
+
+    .venv/bin/python -m training.card assets/demo --measured test-artifacts/demo-accuracy.json
+
+test-artifacts/demo-accuracy.json is written by tests/test_demo_model.py from the shipped GGUF files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+CATEGORIES = ("colour", "shape", "size", "position", "count", "reasoning", "description", "overall")
+
+
+def render(report: dict, measured: dict | None) -> str:
+    """The model card's Markdown."""
+    acc = report["accuracy"]
+    p, c, m, f, d = report["params"], report["config"], report["minutes"], report["files"], report["data"]
+    tokens = (c["image_size"] // c["patch"]) ** 2
+    rows = "\n".join(f"| {k} | " + " | ".join(f"{acc[s].get(k, 0):.0%}" for s in ("stage1", "stage2")) + " |"
+                     for k in CATEGORIES)
+    n_eval = report.get("eval_questions", 120)
+    files = "\n".join(f"| `{k}` | {v:,} |" for k, v in f.items())
+    if measured:
+        per = ", ".join(f"{k} {v['right']}/{v['asked']} ({v['right'] / v['asked']:.0%})"
+                        for k, v in measured["categories"].items())
+        through = (f"Measured through llama.cpp with the shipped files (`tests/test_demo_model.py`, "
+                   f"{measured['asked']} questions about {measured['scenes']} held-out scenes): "
+                   f"**{measured['overall']:.1%} overall** — {per}. The next-token logits from llama.cpp match "
+                   f"PyTorch's within {measured['logit_diff']:.4f} (max absolute difference over the whole "
+                   f"vocabulary, {measured['logit_inputs']} inputs).")
+        if measured["overall"] < 0.95:
+            through += f"""
+
+**Not yet the 95 % the project asked for.** Naming shapes is the weak point, and it is not the encoder: an
+MLP probe on the frozen encoder's image tokens (`python -m training.probe`) names the shape in each cell of held-out scenes 100 % of the
+time (a linear probe 96.5 %), colour 100 %. What is slow is the LM learning to read shape through the
+projector: training-scene accuracy is as low as held-out accuracy (about 80 % both), so it underfits rather
+than overfits, and stage 2's loss is still falling when the 30-minute budget ends. Tried without a clear
+gain at 600 stage-2 steps: a 4× longer stage 1, a 3× higher stage-2 learning rate, a projector initialised
+to text-embedding scale, a 5× projector learning rate."""
+    else:
+        through = "Run `tests/test_demo_model.py` for the accuracy through llama.cpp with the shipped files."
+    return f"""# Iris demo model: iris-demo-shapes
+
+A tiny LLaVA-1.5-style vision-language model that Iris trains itself, so that chat works offline
+before any download and so the whole pipeline (image → CLIP encoder → projector → LM) is tested on a
+model that really sees. **It knows only the synthetic world it was trained on**: 1–3 flat shapes
+(circle, square, triangle, diamond, cross) in six colours (red, green, blue, yellow, purple, orange), two
+sizes, five positions (left, right, top, bottom, centre), on plain backgrounds. Show it a photo and it
+will still answer in those terms — it cannot describe anything else.
+
+## Files
+| file | bytes |
+|---|---|
+{files}
+| `reference-logits.json` | next-token logits from PyTorch for 3 fixed image+question inputs |
+| `train-report.json` | steps, minutes, parameter counts and accuracies of the run that made these files |
+
+Layout as real LLaVA-1.5 files: the LM is `llama` architecture with its own SentencePiece-style vocabulary
+({c['n_vocab']} pieces: control, 256 byte tokens, characters, every prefix of every word of the world) and no
+chat template (Iris uses LLaVA-1.5's own Vicuna prompt); the mmproj is `clip` with projector `mlp`, the same
+keys and tensor names as LLaVA-1.5's mmproj. Matrices are f16, norms and embeddings f32.
+
+## Architecture
+- Vision: CLIP-style ViT — {c['image_size']} px input, {c['patch']} px patches ({tokens} image tokens), width
+  {c['v_width']}, {c['v_layers']} pre-LayerNorm blocks, {c['v_heads']} heads, quick-GELU MLP of {c['v_ff']};
+  features from the penultimate block. {p['vit']:,} parameters.
+- Projector: linear {c['v_width']}→{c['n_embd']}, GELU, linear {c['n_embd']}→{c['n_embd']}. {p['projector']:,} parameters.
+- Language model: llama architecture — width {c['n_embd']}, {c['n_layer']} layers, {c['n_head']} heads, SwiGLU
+  {c['n_ff']}, RMSNorm, RoPE, untied output. {p['lm']:,} parameters.
+
+## Training (training/train.py; seeded; torch 2.13.0 on 2 CPU cores)
+| step | what trains | steps | minutes |
+|---|---|---|---|
+| CLIP pre-training | ViT + a small text tower ({p['text_tower (not exported)']:,} params, not exported), contrastive on captions, then frozen | {report['steps']['clip']} | {m['clip']} |
+| LM pre-training | LM on the world's text (questions, answers, captions) in the chat format | {report['steps']['lm']} | {m['lm']} |
+| Stage 1 | projector only, image–caption pairs; ViT and LM frozen | {report['steps']['stage1']} | {m['stage1']} |
+| Stage 2 | LM + projector on instructions (conversation, detailed description, simple reasoning) | {report['steps']['stage2']} | {m['stage2']} |
+| all, including data and evaluation | | | {m['total']} |
+
+Data: {d['scenes']} training scenes → {d['captions']} captions, {d['instructions']} instruction conversations
+(2–4 turns), {d['text']} text-only samples. One scene layout in ten is held out (never trained on) and used for
+evaluation. Token ids come from llama.cpp's own tokenizer on the exported vocabulary (through Iris's engine),
+so training and inference see identical sequences.
+
+## Accuracy on held-out scenes (greedy, exact answer; PyTorch during training, {n_eval} questions)
+| category | after stage 1 | after stage 2 |
+|---|---|---|
+{rows}
+
+{through}
+
+## Limits
+- Only the synthetic world above. Real photos get answers about shapes and colours that are not there.
+- Answers are short templates ("The circle is red.", "There are two shapes.").
+- English only; unknown words are spelled out in characters and confuse it.
+
+## Two things learned making it
+- The world's five places are the centres of a 3×3 grid and every shape fits inside its cell, and the encoder
+  cuts the picture into that same 3×3 grid of {c['patch']}-px patches: each shape is one image token. The first
+  version drew shapes that could overlap, on 16-px patches of a 64-px picture, where each shape straddled 2–4
+  patches; it named shapes barely better than chance (54 %) and reached 73 % overall through llama.cpp.
+- llama.cpp's llava graph (`tools/mtmd/models/llava.cpp` in the vendored copy) appends the class token *after*
+  the patch embeddings, adds position embeddings in that order, and hands the projector rows 1…N (patches
+  1…N−1 and the class token) — not HF CLIP's order. This model is trained in llama.cpp's order
+  (`training/model.py`), which brought the logit difference from 0.59 to a few thousandths.
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("dir", type=Path, help="the folder with train-report.json (assets/demo)")
+    ap.add_argument("--measured", type=Path, help="test-artifacts/demo-accuracy.json from tests/test_demo_model.py")
+    args = ap.parse_args()
+    report = json.loads((args.dir / "train-report.json").read_text())
+    measured = json.loads(args.measured.read_text()) if args.measured else None
+    (args.dir / "MODEL_CARD.md").write_text(render(report, measured))
+
+
+if __name__ == "__main__":
+    main()
