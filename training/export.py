@@ -7,6 +7,7 @@ from pathlib import Path
 
 import gguf
 import numpy as np
+import torch
 
 from training.gguflayout import finish, lm_header, mmproj_header
 from training.model import Config, TinyLlava
@@ -71,40 +72,34 @@ def write_lm(path: Path, model: TinyLlava, vocab: list[str], name: str, dtype: s
     return path
 
 
+def mmproj_tensors(model: TinyLlava) -> list[tuple[str, torch.Tensor, bool]]:
+    """The mmproj's tensors in file order: (GGUF name, parameter, stored as f16 when a matrix)."""
+    v = model.vit
+    out = [("v.patch_embd.weight", v.patch.weight, True), ("v.class_embd", v.cls, False),
+           ("v.position_embd.weight", v.pos, False), ("v.pre_ln.weight", v.pre_ln.weight, False),
+           ("v.pre_ln.bias", v.pre_ln.bias, False)]
+    for i, b in enumerate(v.blocks):
+        for part, lin in (("attn_q", b.q), ("attn_k", b.k), ("attn_v", b.v), ("attn_out", b.o)):
+            out += [(f"v.blk.{i}.{part}.weight", lin.weight, True), (f"v.blk.{i}.{part}.bias", lin.bias, False)]
+        for part, ln in (("ln1", b.ln1), ("ln2", b.ln2)):
+            out += [(f"v.blk.{i}.{part}.weight", ln.weight, False), (f"v.blk.{i}.{part}.bias", ln.bias, False)]
+        for part, lin in (("ffn_up", b.up), ("ffn_down", b.down)):
+            out += [(f"v.blk.{i}.{part}.weight", lin.weight, True), (f"v.blk.{i}.{part}.bias", lin.bias, False)]
+    for k, lin in (("0", model.proj.fc1), ("2", model.proj.fc2)):
+        out += [(f"mm.{k}.weight", lin.weight, True), (f"mm.{k}.bias", lin.bias, False)]
+    return out
+
+
 def write_mmproj(path: Path, model: TinyLlava, name: str, dtype: str = "f16") -> Path:
     c = model.c
-    v = model.vit
     wr = gguf.GGUFWriter(str(path), "clip")
     mmproj_header(wr, name=name, image_size=c.image_size, patch=c.patch, width=c.v_width, ff=c.v_ff,
                   proj_dim=c.n_embd, heads=c.v_heads, layers=c.v_layers, eps=c.eps)
-
-    def mat(n: str, t) -> None:
+    for n, t, matrix in mmproj_tensors(model):
         a = _f(t)
-        wr.add_tensor(n, a.astype(np.float16) if dtype == "f16" else a)
-
-    mat("v.patch_embd.weight", v.patch.weight)
-    wr.add_tensor("v.class_embd", _f(v.cls))
-    wr.add_tensor("v.position_embd.weight", _f(v.pos))
-    wr.add_tensor("v.pre_ln.weight", _f(v.pre_ln.weight))
-    wr.add_tensor("v.pre_ln.bias", _f(v.pre_ln.bias))
-    for i, b in enumerate(v.blocks):
-        for part, lin in (("attn_q", b.q), ("attn_k", b.k), ("attn_v", b.v), ("attn_out", b.o)):
-            mat(f"v.blk.{i}.{part}.weight", lin.weight)
-            wr.add_tensor(f"v.blk.{i}.{part}.bias", _f(lin.bias))
-        wr.add_tensor(f"v.blk.{i}.ln1.weight", _f(b.ln1.weight))
-        wr.add_tensor(f"v.blk.{i}.ln1.bias", _f(b.ln1.bias))
-        wr.add_tensor(f"v.blk.{i}.ln2.weight", _f(b.ln2.weight))
-        wr.add_tensor(f"v.blk.{i}.ln2.bias", _f(b.ln2.bias))
-        mat(f"v.blk.{i}.ffn_up.weight", b.up.weight)
-        wr.add_tensor(f"v.blk.{i}.ffn_up.bias", _f(b.up.bias))
-        mat(f"v.blk.{i}.ffn_down.weight", b.down.weight)
-        wr.add_tensor(f"v.blk.{i}.ffn_down.bias", _f(b.down.bias))
-    mat("mm.0.weight", model.proj.fc1.weight)
-    wr.add_tensor("mm.0.bias", _f(model.proj.fc1.bias))
-    mat("mm.2.weight", model.proj.fc2.weight)
-    wr.add_tensor("mm.2.bias", _f(model.proj.fc2.bias))
+        wr.add_tensor(n, a.astype(np.float16) if matrix and dtype == "f16" else a)
     finish(wr)
     return path
 
 
-__all__ = ["build_vocab", "write_lm", "write_mmproj", "Config"]
+__all__ = ["build_vocab", "write_lm", "write_mmproj", "mmproj_tensors", "Config"]

@@ -18,7 +18,8 @@ import torch.nn.functional as F
 
 from training import world
 from training.heldout import scenes
-from training.model import Config, ViT, preprocess
+from training.export import mmproj_tensors
+from training.model import Config, TinyLlava, ViT, preprocess
 
 # patch index of each place in the 3x3 grid; image token j is patch j+1 (llama.cpp drops row 0, see model.py)
 CELL = {"top": 1, "left": 3, "centre": 4, "right": 5, "bottom": 7}
@@ -30,19 +31,11 @@ def load_vit(path: str) -> ViT:
     t = {x.name: torch.tensor(np.array(x.data, dtype=np.float32)) for x in r.tensors}
     kv = {f.name: f.contents() for f in r.fields.values() if f.name.startswith("clip.vision.")}
     c = Config(n_vocab=10, image_size=int(kv["clip.vision.image_size"]), patch=int(kv["clip.vision.patch_size"]))
-    v = ViT(c)
-    pairs = {v.patch.weight: "v.patch_embd.weight", v.cls: "v.class_embd", v.pos: "v.position_embd.weight",
-             v.pre_ln.weight: "v.pre_ln.weight", v.pre_ln.bias: "v.pre_ln.bias"}
-    for i, b in enumerate(v.blocks):
-        mods = {"attn_q": b.q, "attn_k": b.k, "attn_v": b.v, "attn_out": b.o, "ln1": b.ln1, "ln2": b.ln2,
-                "ffn_up": b.up, "ffn_down": b.down}
-        for name, m in mods.items():
-            pairs[m.weight] = f"v.blk.{i}.{name}.weight"
-            pairs[m.bias] = f"v.blk.{i}.{name}.bias"
+    model = TinyLlava(c)
     with torch.no_grad():
-        for p, name in pairs.items():
+        for name, p, _ in mmproj_tensors(model):
             p.copy_(t[name].reshape(p.shape))
-    return v.eval()
+    return model.vit.eval()
 
 
 def cell_tokens(vit: ViT, scs: list[world.Scene]) -> tuple[torch.Tensor, torch.Tensor]:
