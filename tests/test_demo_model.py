@@ -72,6 +72,7 @@ def test_llama_cpp_logits_match_the_pytorch_reference(demo):
 def test_held_out_questions_are_answered(demo):
     rng = random.Random(2024)
     per: dict[str, list[int]] = {}
+    by_n: dict[int, list[int]] = {}  # by number of shapes: telling which colour goes with which shape needs 2+
     wrong = []
     scenes = held_out_scenes(70)
     for scene in scenes:
@@ -79,6 +80,7 @@ def test_held_out_questions_are_answered(demo):
             got = ask(demo, scene, qa.question)
             ok = got == qa.answer
             per.setdefault(qa.category, []).append(int(ok))
+            by_n.setdefault(len(scene.objects), []).append(int(ok))
             if not ok:
                 wrong.append((qa.question, qa.answer, got))
     total = sum(len(v) for v in per.values())
@@ -86,15 +88,19 @@ def test_held_out_questions_are_answered(demo):
     print(f"\nheld-out accuracy over {total} questions: {overall:.1%}")
     for cat, v in sorted(per.items()):
         print(f"  {cat:12s} {sum(v)}/{len(v)} = {sum(v) / len(v):.1%}")
+    for n, v in sorted(by_n.items()):
+        print(f"  {n} shape(s)   {sum(v)}/{len(v)} = {sum(v) / len(v):.1%}")
     for w in wrong[:8]:
         print("  wrong:", w)
     record(asked=total, scenes=len(scenes), overall=overall,
-           categories={k: {"right": sum(v), "asked": len(v)} for k, v in sorted(per.items())})
+           categories={k: {"right": sum(v), "asked": len(v)} for k, v in sorted(per.items())},
+           by_shapes={str(k): {"right": sum(v), "asked": len(v)} for k, v in sorted(by_n.items())})
     assert total >= 200
-    # The target is 95 %; the shipped model measures 79 % (naming shapes is its weak point, see
-    # assets/demo/MODEL_CARD.md). This floor catches a broken pipeline (a wrong layout or preprocessing
-    # drops it to the ~25 % that answering from the question alone gives) until a better model replaces it.
-    assert overall >= 0.70
+    # The target is 95 %; the shipped model measures 86 % (binding colour to shape with 2-3 shapes is
+    # its weak point, see assets/demo/MODEL_CARD.md). This floor catches a broken pipeline (a wrong layout or
+    # preprocessing drops it to the ~25 % that answering from the question alone gives) and a retrain that
+    # loses what the last one gained, until a better model replaces it.
+    assert overall >= 0.80
 
 
 def test_same_image_twice_same_answer_and_swapping_changes_it(demo):

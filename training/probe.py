@@ -3,8 +3,9 @@
     .venv/bin/python -m training.probe assets/demo/iris-demo-shapes-mmproj.gguf
 
 Loads the ViT from the GGUF, takes the image token of each of the world's five places (3x3 grid), and trains
-a linear and a small MLP probe (shared across places, like the projector) to name the shape there; prints
-held-out accuracy. High probe accuracy with low chat accuracy means the LM side is what to improve.
+a linear and a small MLP probe (shared across places, like the projector) to name the shape there; then an
+attention read-out that must find a named shape among all image tokens and name its colour; prints held-out
+accuracy. High probe accuracy with low chat accuracy means the LM side is what to improve.
 """
 
 from __future__ import annotations
@@ -71,12 +72,57 @@ def probe(vit: ViT, hidden: int | None) -> float:
         return (head(xt).argmax(1)[m] == yt[m]).float().mean().item()
 
 
+def binding(vit: ViT, steps: int = 1000) -> float:
+    """Held-out accuracy naming the colour of a named shape in 2-3-shape scenes, by one attention read-out.
+
+    What the LM must do for "What colour is the circle?": find the image token holding the circle among
+    all image tokens and read its colour. The read-out is the projector's MLP, RMSNorm, and one attention
+    head whose query is the shape's embedding.
+    """
+    torch.manual_seed(0)
+
+    def data(seed: int, n: int, held: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        scs = [s for s in scenes(seed, n, held) if len(s.objects) > 1]
+        with torch.no_grad():
+            px = torch.stack([preprocess(world.draw(s), vit.c.image_size) for s in scs])
+            f = torch.cat([vit.patch_features(px[i:i + 256]) for i in range(0, len(px), 256)])
+        rows = [(fi, world.SHAPES.index(o.shape), list(world.COLOURS).index(o.colour))
+                for s, fi in zip(scs, f) for o in s.objects if sum(p.shape == o.shape for p in s.objects) == 1]
+        return torch.stack([r[0] for r in rows]), torch.tensor([r[1] for r in rows]), torch.tensor([r[2] for r in rows])
+
+    x, q, y = data(0, 6000, False)
+    xt, qt, yt = data(4242, 1000, True)
+    d, e = x.shape[-1], 128
+    mlp = torch.nn.Sequential(torch.nn.Linear(d, e), torch.nn.GELU(), torch.nn.Linear(e, e))
+    query, key, value = torch.nn.Embedding(len(world.SHAPES), e), torch.nn.Linear(e, e), torch.nn.Linear(e, e)
+    out = torch.nn.Linear(e, len(world.COLOURS))
+    mods = (mlp, query, key, value, out)
+
+    def read(f: torch.Tensor, shape: torch.Tensor) -> torch.Tensor:
+        h = mlp(f)
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + 1e-5)
+        att = torch.softmax((key(h) @ query(shape)[:, :, None]).squeeze(-1) / e ** 0.5, -1)
+        return out((att[..., None] * value(h)).sum(1))
+
+    opt = torch.optim.AdamW([p for m in mods for p in m.parameters()], 3e-3)
+    for _ in range(steps):
+        i = torch.randint(0, len(x), (128,))
+        loss = F.cross_entropy(read(x[i], q[i]), y[i])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        return (read(xt, qt).argmax(1) == yt).float().mean().item()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("mmproj")
     vit = load_vit(ap.parse_args().mmproj)
     print(f"shape from one image token, held-out scenes: linear probe {probe(vit, None):.1%}, "
           f"MLP probe {probe(vit, 128):.1%}")
+    print(f"colour of the named shape among all image tokens (2-3 shapes, held out), one attention read-out: "
+          f"{binding(vit):.1%}")
 
 
 if __name__ == "__main__":
