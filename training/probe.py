@@ -11,6 +11,7 @@ accuracy. High probe accuracy with low chat accuracy means the LM side is what t
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 import gguf
 import numpy as np
@@ -39,12 +40,27 @@ def load_vit(path: str) -> ViT:
     return model.vit.eval()
 
 
-def cell_tokens(vit: ViT, scs: list[world.Scene]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(image tokens of the five places, shape index there or len(SHAPES) for empty)."""
-    idx = [CELL[p] - 1 for p in world.POSITIONS]
+def image_tokens(vit: ViT, scs: list[world.Scene]) -> torch.Tensor:
+    """The features the projector gets for each scene: (scenes, image tokens, width)."""
     with torch.no_grad():
         px = torch.stack([preprocess(world.draw(s), vit.c.image_size) for s in scs])
-        feats = torch.cat([vit.patch_features(px[i:i + 256]) for i in range(0, len(px), 256)])[:, idx]
+        return torch.cat([vit.patch_features(px[i:i + 256]) for i in range(0, len(px), 256)])
+
+
+def fit(modules: tuple[torch.nn.Module, ...], loss_of: Callable[[torch.Tensor], torch.Tensor], n: int,
+        batch: int, steps: int) -> None:
+    """Train modules with AdamW on random batches of row indices 0..n-1."""
+    opt = torch.optim.AdamW([p for m in modules for p in m.parameters()], 3e-3)
+    for _ in range(steps):
+        loss = loss_of(torch.randint(0, n, (batch,)))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
+def cell_tokens(vit: ViT, scs: list[world.Scene]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(image tokens of the five places, shape index there or len(SHAPES) for empty)."""
+    feats = image_tokens(vit, scs)[:, [CELL[p] - 1 for p in world.POSITIONS]]
     labels = [[len(world.SHAPES)] * 5 for _ in scs]
     for row, s in zip(labels, scs):
         for o in s.objects:
@@ -60,13 +76,7 @@ def probe(vit: ViT, hidden: int | None) -> float:
     d, k = x.shape[-1], len(world.SHAPES) + 1
     head = torch.nn.Linear(d, k) if hidden is None else \
         torch.nn.Sequential(torch.nn.Linear(d, hidden), torch.nn.GELU(), torch.nn.Linear(hidden, k))
-    opt = torch.optim.AdamW(head.parameters(), 3e-3)
-    for _ in range(2000):
-        i = torch.randint(0, len(x), (512,))
-        loss = F.cross_entropy(head(x[i]), y[i])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    fit((head,), lambda i: F.cross_entropy(head(x[i]), y[i]), len(x), 512, 2000)
     with torch.no_grad():
         m = yt < len(world.SHAPES)
         return (head(xt).argmax(1)[m] == yt[m]).float().mean().item()
@@ -83,12 +93,11 @@ def binding(vit: ViT, steps: int = 1000) -> float:
 
     def data(seed: int, n: int, held: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         scs = [s for s in scenes(seed, n, held) if len(s.objects) > 1]
-        with torch.no_grad():
-            px = torch.stack([preprocess(world.draw(s), vit.c.image_size) for s in scs])
-            f = torch.cat([vit.patch_features(px[i:i + 256]) for i in range(0, len(px), 256)])
         rows = [(fi, world.SHAPES.index(o.shape), list(world.COLOURS).index(o.colour))
-                for s, fi in zip(scs, f) for o in s.objects if sum(p.shape == o.shape for p in s.objects) == 1]
-        return torch.stack([r[0] for r in rows]), torch.tensor([r[1] for r in rows]), torch.tensor([r[2] for r in rows])
+                for s, fi in zip(scs, image_tokens(vit, scs)) for o in s.objects
+                if sum(p.shape == o.shape for p in s.objects) == 1]
+        feats, shapes, colours = zip(*rows)
+        return torch.stack(feats), torch.tensor(shapes), torch.tensor(colours)
 
     x, q, y = data(0, 6000, False)
     xt, qt, yt = data(4242, 1000, True)
@@ -96,7 +105,6 @@ def binding(vit: ViT, steps: int = 1000) -> float:
     mlp = torch.nn.Sequential(torch.nn.Linear(d, e), torch.nn.GELU(), torch.nn.Linear(e, e))
     query, key, value = torch.nn.Embedding(len(world.SHAPES), e), torch.nn.Linear(e, e), torch.nn.Linear(e, e)
     out = torch.nn.Linear(e, len(world.COLOURS))
-    mods = (mlp, query, key, value, out)
 
     def read(f: torch.Tensor, shape: torch.Tensor) -> torch.Tensor:
         h = mlp(f)
@@ -104,13 +112,7 @@ def binding(vit: ViT, steps: int = 1000) -> float:
         att = torch.softmax((key(h) @ query(shape)[:, :, None]).squeeze(-1) / e ** 0.5, -1)
         return out((att[..., None] * value(h)).sum(1))
 
-    opt = torch.optim.AdamW([p for m in mods for p in m.parameters()], 3e-3)
-    for _ in range(steps):
-        i = torch.randint(0, len(x), (128,))
-        loss = F.cross_entropy(read(x[i], q[i]), y[i])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    fit((mlp, query, key, value, out), lambda i: F.cross_entropy(read(x[i], q[i]), y[i]), len(x), 128, steps)
     with torch.no_grad():
         return (read(xt, qt).argmax(1) == yt).float().mean().item()
 
