@@ -43,8 +43,8 @@ which shape when there are two or three: it answers almost every question about 
 guesses between the shapes present otherwise. It is not the encoder: on held-out scenes an MLP probe on one
 frozen image token names the shape there 100 % of the time (linear 98.8 %), and a single attention read-out
 trained on all image tokens names the colour of a named shape 99.8 % of the time (`python -m training.probe`).
-Nor was it overfitting: an earlier 79 % model scored the same on training scenes (80 %). It is the LM learning to look
-the shape up: answering "The circle is …" needs two steps (bring "circle" to the current token, then find
+Nor was it overfitting: an earlier 79 % model scored the same on training scenes (80 %). It is the LM
+learning to look the shape up: answering "The circle is …" needs two steps (bring "circle" to the current token, then find
 its image token), which this 4-layer, 128-wide LM learns slowly. An LM of the same shape trained from
 scratch on only that question (a toy vocabulary) reaches 70 % after 800 steps when the image sits 20–40
 tokens into the prompt, 90 % with no tokens before it, and 91 % after 200 steps when the shape word is the
@@ -52,10 +52,10 @@ last token (one step).
 
 Tried after that, not adopted: LM pre-training on "written pictures" (each image slot holding the sum of the
 word embeddings of what is in that cell — perfect image tokens), first 300 steps of look-up conversations
-alone, then everything. Stage 1 became far more useful (47 % → 66 % after it) but the finished model was no
-better: 80.4 % against 80.7 % on 1,528 questions about 100 held-out scenes through llama.cpp (every question
-the world asks of each, with "Is there a …?" balanced as below). Even on
-written pictures the LM answered only 74–78 % of questions about two-shape pictures, so the limit is the
+alone, then everything. Stage 1 became more useful (66 % right after it, against 59 % for the same recipe
+without it, same questions) but the finished model was no better: 80.4 % against 80.7 % on 1,528
+questions about 100 held-out scenes through llama.cpp (every question the world asks of each, with "Is there
+a …?" balanced as below). Even on written pictures the LM answered only 74–78 % of questions about two-shape pictures, so the limit is the
 LM's look-up, not the image tokens. In a toy (same LM shape, random init, only "What colour is the S? … The
 S is", written pictures) learning that look-up is a sudden, fragile transition: with one seed it is learnt
 completely within 200 steps under an 800-step learning-rate schedule, and not at all (49 %, chance) after
@@ -63,9 +63,9 @@ completely within 200 steps under an 800-step learning-rate schedule, and not at
 
 Known flaw in the world, not yet fixed: "Is there a …?" names a shape drawn from all five, so "No." is right
 about two times in three and this model tends to say it without looking. Asked about a shape that is there
-half the time, it answers 66 of the 164 reasoning questions ("Is there…", "Is … left of …") right (1,528 questions as above). A retrain with that
-question balanced scored 79.7 % there (reasoning 97/164 but colour 94/139 against 110/139), so it waits for
-a model that is better overall.
+half the time, it answers 66 of the 164 reasoning questions ("Is there…", "Is … left of …") right (1,528
+questions as above). A retrain with that question balanced scored 79.7 % there (reasoning 97/164 but colour
+94/139 against 110/139), so it waits for a model that is better overall.
 
 What raised it from 79 % to 86 %: two more stage-2 conversations of only such questions for every
 scene with 2–3 shapes (one answer token in a whole conversation needed the look-up before). Kept with it,
