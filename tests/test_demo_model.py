@@ -96,7 +96,7 @@ def test_held_out_questions_are_answered(demo):
            categories={k: {"right": sum(v), "asked": len(v)} for k, v in sorted(per.items())},
            by_shapes={str(k): {"right": sum(v), "asked": len(v)} for k, v in sorted(by_n.items())})
     assert total >= 200
-    # The target is 95 %; the shipped model measures 86 % (binding colour to shape with 2-3 shapes is
+    # The target is 95 %; the shipped model measures 84 % (finding one shape among 2-3 is
     # its weak point, see assets/demo/MODEL_CARD.md). This floor catches a broken pipeline (a wrong layout or
     # preprocessing drops it to the ~25 % that answering from the question alone gives) and a retrain that
     # loses what the last one gained, until a better model replaces it.

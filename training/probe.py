@@ -3,8 +3,8 @@
     .venv/bin/python -m training.probe assets/demo/iris-demo-shapes-mmproj.gguf
 
 Loads the ViT from the GGUF, takes the image token of each of the world's five places (3x3 grid), and trains
-a linear and a small MLP probe (shared across places, like the projector) to name the shape there; then an
-attention read-out that must find a named shape among all image tokens and name its colour; prints held-out
+a linear and a small MLP probe (shared across places, like the projector) to name the shape there, and the
+same two probes to name which place an occupied token is; then an attention read-out that must find a named shape among all image tokens and name its colour; prints held-out
 accuracy. High probe accuracy with low chat accuracy means the LM side is what to improve.
 """
 
@@ -68,11 +68,23 @@ def cell_tokens(vit: ViT, scs: list[world.Scene]) -> tuple[torch.Tensor, torch.T
     return feats.reshape(-1, feats.shape[-1]), torch.tensor(labels).reshape(-1)
 
 
-def probe(vit: ViT, hidden: int | None) -> float:
-    """Held-out accuracy naming the shape at occupied places."""
+def probe(vit: ViT, hidden: int | None, target: str = "shape") -> float:
+    """Held-out accuracy naming the shape at occupied places, or (target "place") which place a token is.
+
+    The place probe asks whether one occupied image token says where it is: nothing else in the LM's input
+    does (RoPE gives only distances), yet "Where is the circle?" and every description need it.
+    """
     torch.manual_seed(0)
-    x, y = cell_tokens(vit, scenes(0, 4000, held_out=False))
-    xt, yt = cell_tokens(vit, scenes(4242, 600, held_out=True))
+
+    def rows(scs: list[world.Scene]) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = cell_tokens(vit, scs)
+        if target == "place":
+            occupied = y < len(world.SHAPES)
+            return x[occupied], (torch.arange(len(y)) % len(world.POSITIONS))[occupied]
+        return x, y
+
+    x, y = rows(scenes(0, 4000, held_out=False))
+    xt, yt = rows(scenes(4242, 600, held_out=True))
     d, k = x.shape[-1], len(world.SHAPES) + 1
     head = torch.nn.Linear(d, k) if hidden is None else \
         torch.nn.Sequential(torch.nn.Linear(d, hidden), torch.nn.GELU(), torch.nn.Linear(hidden, k))
@@ -123,6 +135,8 @@ def main() -> None:
     vit = load_vit(ap.parse_args().mmproj)
     print(f"shape from one image token, held-out scenes: linear probe {probe(vit, None):.1%}, "
           f"MLP probe {probe(vit, 128):.1%}")
+    print(f"place of an occupied image token, held-out scenes: linear probe {probe(vit, None, 'place'):.1%}, "
+          f"MLP probe {probe(vit, 128, 'place'):.1%}")
     print(f"colour of the named shape among all image tokens (2-3 shapes, held out), one attention read-out: "
           f"{binding(vit):.1%}")
 

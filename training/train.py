@@ -193,7 +193,9 @@ def main() -> None:
         p = px(sc)
         ids, labels = tok.sample([(rng.choice(CAPTION_PROMPTS), world.caption(sc))], True)
         caps.append({"ids": ids, "labels": labels, "pixels": p, "caption": world.caption(sc)})
-        qas = world.questions(sc, rng)
+        # The shipped model was trained on the old, lopsided "Is there a …?" (world.questions); kept so this
+        # script still makes exactly those files until a retrain that is better overall replaces them.
+        qas = world.questions(sc, rng, balanced=False)
         rng.shuffle(qas)
         for k in range(2):  # two conversations per scene, 2-4 turns each
             chosen = qas[k * 4: k * 4 + rng.randint(2, 4)] or qas[:2]
@@ -233,7 +235,7 @@ def main() -> None:
     eval_items = []
     for sc in held:
         p = px(sc)
-        for q in hrng.sample(world.questions(sc, hrng), 4):
+        for q in hrng.sample(world.questions(sc, hrng, balanced=False), 4):
             eval_items.append({"prompt": tok.prompt(q.question), "pixels": p, "answer": q.answer,
                                "category": q.category, "scene": sc, "question": q.question})
 

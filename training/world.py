@@ -126,8 +126,11 @@ def _unique(scene: Scene, attr: str, value: str) -> bool:
     return sum(getattr(o, attr) == value for o in scene.objects) == 1
 
 
-def questions(scene: Scene, rng: random.Random) -> list[QA]:
-    """Every kind of question this scene supports, with its one right answer."""
+def questions(scene: Scene, rng: random.Random, balanced: bool = True) -> list[QA]:
+    """Every kind of question this scene supports, with its one right answer.
+
+    balanced=False draws "Is there a …?" as the shipped demo model's training data did (see below).
+    """
     out: list[QA] = []
     objs = list(scene.objects)
     for o in objs:
@@ -153,8 +156,15 @@ def questions(scene: Scene, rng: random.Random) -> list[QA]:
     k = sum(o.colour == colour for o in objs)
     out.append(QA("count", f"How many {colour} shapes are there?",
                   f"There {'is' if k == 1 else 'are'} {NUMBERS.get(k, 'no')} {colour} shape{'s' if k != 1 else ''}."))
-    shape = rng.choice(SHAPES)
-    has = any(o.shape == shape for o in objs)
+    # Half the time a shape that is there, half the time one that is not: drawn from all five, "No." was
+    # right two times in three and a model could score by never looking.
+    if balanced:
+        present = sorted({o.shape for o in objs})
+        has = rng.random() < 0.5
+        shape = rng.choice(present if has else [s for s in SHAPES if s not in present])
+    else:
+        shape = rng.choice(SHAPES)
+        has = any(o.shape == shape for o in objs)
     out.append(QA("reasoning", f"Is there a {shape}?", "Yes." if has else "No."))
     xs = {o: POSITIONS[o.position][0] for o in objs}
     for a in objs:
