@@ -50,7 +50,7 @@ frozen encoder's image tokens hold what is needed to name the shape in them (MLP
 shape and names its colour 99.9 % of the time (`python -m training.probe`).
 
 What the image tokens hold only weakly is where they are: a probe on one occupied token names its place
-63 % of the time (linear; MLP 88 %), and RoPE gives the LM only distances. But giving them that did not
+63 % of the time (linear; MLP 87 %), and RoPE gives the LM only distances. But giving them that did not
 help: position embeddings initialised at std 0.1 instead of 0.02 made the place probe 98 % (MLP; linear 94 %) and the finished
 model scored 81.0 % on 1,528 questions about 100 held-out scenes, against this model's 81.9 % (position
 questions 412 against 414 of 465); at std 0.5 place swamped the tokens (78 % of their variance, shape 2 %)

@@ -4,8 +4,9 @@
 
 Loads the ViT from the GGUF, takes the image token of each of the world's five places (3x3 grid), and trains
 a linear and a small MLP probe (shared across places, like the projector) to name the shape there, and the
-same two probes to name which place an occupied token is; then an attention read-out that must find a named shape among all image tokens and name its colour; prints held-out
-accuracy. High probe accuracy with low chat accuracy means the LM side is what to improve.
+same two probes to name which place an occupied token is; then an attention read-out that must find a named
+shape among all image tokens and name its colour; prints held-out accuracy. High probe accuracy with low
+chat accuracy means the LM side is what to improve.
 """
 
 from __future__ import annotations
@@ -85,12 +86,12 @@ def probe(vit: ViT, hidden: int | None, target: str = "shape") -> float:
 
     x, y = rows(scenes(0, 4000, held_out=False))
     xt, yt = rows(scenes(4242, 600, held_out=True))
-    d, k = x.shape[-1], len(world.SHAPES) + 1
+    d, k = x.shape[-1], len(world.POSITIONS) if target == "place" else len(world.SHAPES) + 1
     head = torch.nn.Linear(d, k) if hidden is None else \
         torch.nn.Sequential(torch.nn.Linear(d, hidden), torch.nn.GELU(), torch.nn.Linear(hidden, k))
     fit((head,), lambda i: F.cross_entropy(head(x[i]), y[i]), len(x), 512, 2000)
     with torch.no_grad():
-        m = yt < len(world.SHAPES)
+        m = yt < len(world.SHAPES) if target == "shape" else torch.ones_like(yt, dtype=torch.bool)
         return (head(xt).argmax(1)[m] == yt[m]).float().mean().item()
 
 
