@@ -165,9 +165,7 @@ def exact_answers(model: TinyLlava, items: list[dict]) -> dict:
         for b, r in zip(chunk, right.tolist()):
             per.setdefault(b["category"], []).append(int(r))
     model.train()
-    res = {k: round(sum(v) / len(v), 4) for k, v in sorted(per.items())}
-    res["overall"] = round(sum(sum(v) for v in per.values()) / sum(len(v) for v in per.values()), 4)
-    return res
+    return shares(per)
 
 
 def evaluate(model: TinyLlava, tok: Tok, vocab: list[str], items: list[dict]) -> dict:
@@ -177,6 +175,11 @@ def evaluate(model: TinyLlava, tok: Tok, vocab: list[str], items: list[dict]) ->
         got = greedy(model, it["prompt"], it["pixels"], vocab)
         per.setdefault(it["category"], []).append(int(got == it["answer"]))
     model.train()
+    return shares(per)
+
+
+def shares(per: dict[str, list[int]]) -> dict:
+    """Share right per category (1/0 per question) and overall."""
     res = {k: sum(v) / len(v) for k, v in per.items()}
     res["overall"] = sum(sum(v) for v in per.values()) / sum(len(v) for v in per.values())
     return res
