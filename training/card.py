@@ -73,6 +73,22 @@ finished model (the fair-world retrain below) no attention head, at the token be
 largest weight on the named shape's image token more than 44 % of the time; they spread over the occupied
 tokens. A whole stage 2 spends only part of its 1,800 steps on look-ups and ends part-way.
 
+What makes it fast (`python -m training.lookup`: a fresh LM + projector on the shipped encoder, only "What
+colour is the S?" about 2–3-shape pictures, 3,112 questions, 200 held out, learning rate held at 2e-3,
+batch 64, one core): the token at which the colour is predicted must itself name the shape. With the
+world's "The circle is red." the colour is predicted at "is", and the LM stays at 53.5–55.5 % (names a colour
+that is there) from step 100 to step 500. Answering "Circle red." (`--answer short`): 81.0 % after 100
+steps, 93.5 % after 200, 99.0 % after 500. The same sentence "The circle is red." with one tokenizer piece
+per "▁circle▁is" (`--answer sentence --joined`; llama.cpp's own tokenizer then cuts the answer into "▁The",
+"▁circle▁is", "▁red", "."): 82.5 % after 100, 95.0 % after 200, 97.0 % after 300, 99.0 % after 500. So the
+slow part is carrying the shape from the token before into the query; a one-step look-up is as quick as the
+probe's read-out. Not the way round it (from the LM after stage 1, 700–1,000 steps): batches of 16 (55 %
+after 1,600 steps), pictures of 4–5 shapes only or 2–5 shapes (55 %, stuck: harder pictures do not force a
+sharp look-up), LM feed-forward weights frozen so it cannot decode bindings from a blend of tokens (60 %),
+a copying task first so that previous-token heads exist (the trained LMs had none: on sequences of random words no head in any layer
+puts more than 7 % on the previous token; 55 % after), and "Circle red."-style answers to a second wording
+of the question mixed in (55 %).
+
 Retrained on the fair world (half "Is there a …?" about a shape that is there) with length-bucketed
 batches: 79.3 % of the 1,528 questions through llama.cpp (teacher forcing said 78.7 %), "Is there a …?"
 still 43 wrong; 600 more stage-2 steps at a constant 1e-3 learning rate: 78.3 %; the std-0.2 encoder

@@ -185,6 +185,14 @@ def shares(per: dict[str, list[int]]) -> dict:
     return res
 
 
+def vocabulary() -> list[str]:
+    """The exported tokenizer's pieces: every word the world, the Vicuna prompt and the caption prompts use."""
+    from app.engine import VICUNA_SYSTEM
+
+    return build_vocab([world.vocabulary_text(), VICUNA_SYSTEM, "USER ASSISTANT Give a brief caption "
+                        "What is in this picture Caption this image"] + list(CAPTION_PROMPTS))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("assets/demo"))
@@ -198,10 +206,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     report: dict = {"steps": {}, "minutes": {}, "accuracy": {}}
 
-    from app.engine import VICUNA_SYSTEM
-
-    vocab = build_vocab([world.vocabulary_text(), VICUNA_SYSTEM, "USER ASSISTANT Give a brief caption "
-                         "What is in this picture Caption this image"] + list(CAPTION_PROMPTS))
+    vocab = vocabulary()
     cfg = Config(n_vocab=len(vocab))
     model = TinyLlava(cfg)
     tmp = Path(tempfile.mkdtemp(prefix="iris-train-"))
