@@ -1,16 +1,17 @@
 """How fast the LM learns one look-up, by answer wording: the experiment behind the model card's diagnosis.
 
-    .venv/bin/python -m training.lookup --answer sentence --steps 700
-    .venv/bin/python -m training.lookup --answer short --steps 700
+    .venv/bin/python -m training.lookup --answer sentence --words --steps 500
+    .venv/bin/python -m training.lookup --answer sentence --steps 500
 
 Trains a fresh LM + projector (the ViT loaded from the shipped mmproj, frozen) on one question only, "What
 colour is the S?" about training pictures with 2-3 shapes, at a constant learning rate, and prints the share
 of 200 held-out questions answered exactly (teacher forcing, as train.py's learning curve) every --every
 steps. The answer wordings put the colour at different distances from a token that says which shape:
-"sentence" is the world's "The circle is red." (colour predicted at "is", the shape one token back), "mid"
+"sentence" is the world's "The circle is red." (with --words, colour predicted at "is", the shape one back), "mid"
 is "The circle red." (predicted at "circle"), "short" is "Circle red." (predicted at "Circle", a token that
-only ever starts these answers). --joined adds a piece per "▁<shape>▁is" to the tokenizer, so the world's own
-sentence is tokenized with the colour predicted at a token that names the shape.
+only ever starts these answers). The tokenizer is train.py's, which keeps "circle is" as one piece, so the
+world's own sentence has the colour predicted at a token that names the shape; --words takes the tokenizer
+without those phrase pieces (word by word, as the first shipped model had).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import torch
 
 from training import world
 from training.heldout import held_out_scenes, scenes
-from training.export import SPACE, write_lm
+from training.export import write_lm
 from training.model import Config, TinyLlava
 from training.probe import image_tokens, load_vit
 from training.train import NAME, Tok, batches, exact_answers, lm_loss, vocabulary
@@ -52,20 +53,20 @@ def items(tok: Tok, vit, scs: list[world.Scene], answer) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--answer", choices=sorted(WORDINGS), default="sentence")
-    ap.add_argument("--models", type=Path, default=Path("assets/demo"), help="folder with the shipped GGUF files")
+    ap.add_argument("--models", type=Path, default=Path("assets/demo"), help="folder with the shipped mmproj")
     ap.add_argument("--steps", type=int, default=700)
     ap.add_argument("--every", type=int, default=100)
     ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--joined", action="store_true", help='one token for each "<shape> is"')
+    ap.add_argument("--words", action="store_true", help='a tokenizer without phrase pieces ("circle", "is")')
     args = ap.parse_args()
     torch.manual_seed(0)
     rng = random.Random(0)
-    lm_path, mm_path = args.models / f"{NAME}.gguf", args.models / f"{NAME}-mmproj.gguf"
+    mm_path = args.models / f"{NAME}-mmproj.gguf"
     vit = load_vit(str(mm_path))
-    vocab = vocabulary() + ([f"{SPACE}{s}{SPACE}is" for s in world.SHAPES] if args.joined else [])
+    vocab = vocabulary(phrases=not args.words)
     model = TinyLlava(Config(n_vocab=len(vocab)))
-    if args.joined:  # the tokenizer is the GGUF's: write one with the extra pieces
-        lm_path = write_lm(Path(tempfile.mkdtemp()) / f"{NAME}.gguf", model, vocab, NAME)
+    # llama.cpp tokenizes with the GGUF's vocabulary: write an LM file that has the chosen one
+    lm_path = write_lm(Path(tempfile.mkdtemp()) / f"{NAME}.gguf", model, vocab, NAME)
     tok = Tok(lm_path, mm_path, world.png(held_out_scenes(1)[0]))
     train = items(tok, vit, scenes(0, 3000, held_out=False), WORDINGS[args.answer])
     test = items(tok, vit, held_out_scenes(200, seed=777), WORDINGS[args.answer])

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from training import world
 from training.heldout import held_out_scenes, scenes
 from training.card import render as render_card
-from training.export import build_vocab, write_lm, write_mmproj
+from training.export import SPACE, build_vocab, write_lm, write_mmproj
 from training.model import Config, TextEncoder, TinyLlava, count_params, preprocess
 
 NAME = "iris-demo-shapes"
@@ -185,12 +185,22 @@ def shares(per: dict[str, list[int]]) -> dict:
     return res
 
 
-def vocabulary() -> list[str]:
-    """The exported tokenizer's pieces: every word the world, the Vicuna prompt and the caption prompts use."""
+def vocabulary(phrases: bool = True) -> list[str]:
+    """The exported tokenizer's pieces: every word the world, the Vicuna prompt and the caption prompts use,
+    and (phrases) the world's word groups kept whole (world.phrases)."""
     from app.engine import VICUNA_SYSTEM
 
-    return build_vocab([world.vocabulary_text(), VICUNA_SYSTEM, "USER ASSISTANT Give a brief caption "
-                        "What is in this picture Caption this image"] + list(CAPTION_PROMPTS))
+    pieces = build_vocab([world.vocabulary_text(), VICUNA_SYSTEM, "USER ASSISTANT Give a brief caption "
+                          "What is in this picture Caption this image"] + list(CAPTION_PROMPTS))
+    # llama.cpp's tokenizer merges two adjacent pieces only into a piece of the vocabulary, so each phrase
+    # comes with every word-boundary prefix: "▁on▁the", then "▁on▁the▁left".
+    for phrase in world.phrases() if phrases else []:
+        words = phrase.split()
+        for k in range(2, len(words) + 1):
+            p = SPACE + SPACE.join(words[:k])
+            if p not in pieces:
+                pieces.append(p)
+    return pieces
 
 
 def main() -> None:
@@ -225,9 +235,7 @@ def main() -> None:
         p = px(sc)
         ids, labels = tok.sample([(rng.choice(CAPTION_PROMPTS), world.caption(sc))], True)
         caps.append({"ids": ids, "labels": labels, "pixels": p, "caption": world.caption(sc)})
-        # The shipped model was trained on the old, lopsided "Is there a …?" (world.questions); kept so this
-        # script still makes exactly those files until a retrain that is better overall replaces them.
-        qas = world.questions(sc, rng, balanced=False)
+        qas = world.questions(sc, rng)
         rng.shuffle(qas)
         for k in range(2):  # two conversations per scene, 2-4 turns each
             chosen = qas[k * 4: k * 4 + rng.randint(2, 4)] or qas[:2]
@@ -282,7 +290,7 @@ def main() -> None:
     eval_items = []
     for sc in held:
         p = px(sc)
-        for q in hrng.sample(world.questions(sc, hrng, balanced=False), 4):
+        for q in hrng.sample(world.questions(sc, hrng), 4):
             eval_items.append({"prompt": tok.prompt(q.question), "pixels": p, "answer": q.answer,
                                "category": q.category, "scene": sc, "question": q.question})
 

@@ -126,11 +126,8 @@ def _unique(scene: Scene, attr: str, value: str) -> bool:
     return sum(getattr(o, attr) == value for o in scene.objects) == 1
 
 
-def questions(scene: Scene, rng: random.Random, balanced: bool = True) -> list[QA]:
-    """Every kind of question this scene supports, with its one right answer.
-
-    balanced=False draws "Is there a …?" as the shipped demo model's training data did (see below).
-    """
+def questions(scene: Scene, rng: random.Random) -> list[QA]:
+    """Every kind of question this scene supports, with its one right answer."""
     out: list[QA] = []
     objs = list(scene.objects)
     for o in objs:
@@ -141,12 +138,12 @@ def questions(scene: Scene, rng: random.Random, balanced: bool = True) -> list[Q
                           f"The {o.shape} is {'big' if o.size == 'large' else 'small'}."))
         if _unique(scene, "colour", o.colour):
             art = "an" if o.shape[0] in "aeiou" else "a"
-            out.append(QA("shape", f"What shape is the {o.colour} object?", f"It is {art} {o.shape}."))
+            out.append(QA("shape", f"What shape is the {o.colour} object?", f"The {o.colour} object is {art} {o.shape}."))
     for pos in POSITIONS:
         here = [o for o in objs if o.position == pos]
         if here:
             o = here[0]
-            out.append(QA("shape", f"What is {PHRASE[pos]}?", f"A {o.name()}."))
+            out.append(QA("shape", f"What is {PHRASE[pos]}?", f"{PHRASE[pos].capitalize()} is a {o.name()}."))
         else:
             out.append(QA("position", f"Is there anything {PHRASE[pos]}?", "No."))
     n = len(objs)
@@ -158,13 +155,9 @@ def questions(scene: Scene, rng: random.Random, balanced: bool = True) -> list[Q
                   f"There {'is' if k == 1 else 'are'} {NUMBERS.get(k, 'no')} {colour} shape{'s' if k != 1 else ''}."))
     # Half the time a shape that is there, half the time one that is not: drawn from all five, "No." was
     # right two times in three and a model could score by never looking.
-    if balanced:
-        present = sorted({o.shape for o in objs})
-        has = rng.random() < 0.5
-        shape = rng.choice(present if has else [s for s in SHAPES if s not in present])
-    else:
-        shape = rng.choice(SHAPES)
-        has = any(o.shape == shape for o in objs)
+    present = sorted({o.shape for o in objs})
+    has = rng.random() < 0.5
+    shape = rng.choice(present if has else [s for s in SHAPES if s not in present])
     out.append(QA("reasoning", f"Is there a {shape}?", "Yes." if has else "No."))
     xs = {o: POSITIONS[o.position][0] for o in objs}
     for a in objs:
@@ -174,6 +167,19 @@ def questions(scene: Scene, rng: random.Random, balanced: bool = True) -> list[Q
                 out.append(QA("reasoning", f"Is the {a.shape} left of the {b.shape}?",
                               "Yes." if xs[a] < xs[b] else "No."))
     out.append(QA("description", "Describe the image.", description(scene)))
+    return out
+
+
+def phrases() -> list[str]:
+    """Word groups the demo model's tokenizer keeps as one piece each (see training/lookup.py for why).
+
+    Every answer then names what it looks up in the token that predicts it: "The circle is red." is cut into
+    "The", "circle is", "red", ".", so "red" is predicted at a token that says which shape, and an object
+    ("small red circle") or a place ("on the left") is one token.
+    """
+    out = [f"{s} is" for s in SHAPES] + list(PHRASE.values()) + [f"{c} object is a" for c in COLOURS]
+    out += [f"{PHRASE[p].capitalize()} is a" for p in POSITIONS]
+    out += [f"{z} {c} {s}" for z in SIZES for c in COLOURS for s in SHAPES]
     return out
 
 
