@@ -57,7 +57,11 @@ world's word groups whole (`world.phrases()`): "circle is", each place ("on the 
 and "On the left is a small red circle." where it said "It is a circle." and "A small red circle.". Each
 answer then names what it looks up in the token that predicts it ("▁The", "▁circle▁is", "▁red", "."), and
 the same training run reaches 87.7 % of the 1,528 questions against run A's 78.7 % (62 % after 600
-stage-2 steps, 83 % after 1,200).
+stage-2 steps, 83 % after 1,200). Not adopted on top of it: the count answers as one piece ("There are two") and
+a question that ends in a shape or in "red shapes are there?" handed over in one piece with the
+assistant's turn ("▁circle?▁ASSISTANT:"), so "Is there a circle?" and "How many red shapes are there?"
+would be answered at a token that names what is asked: 85.7 % (reasoning 53.7 %, count 83.5 %, no better;
+colour 96.4 % and shape 92.2 %, worse).
 
 What follows is the previous model's story, which led there. It could not reliably find one shape among two
 or three in the picture: it answered almost every question about one-shape pictures, and otherwise often
