@@ -19,7 +19,9 @@ from training.model import Config, TinyLlava
 SPACE = "\u2581"
 
 
-def build_vocab(texts: list[str]) -> list[str]:
+def build_vocab(texts: list[str], phrases: list[str] = ()) -> list[str]:
+    """The SPM vocabulary for texts, then each phrase (a word group kept whole) with every word-boundary
+    prefix, for the same reason as words: "▁on▁the", then "▁on▁the▁left"."""
     words: set[str] = set()
     for t in texts:
         words.update(w for w in re.findall(r"[A-Za-z']+", t))
@@ -33,6 +35,13 @@ def build_vocab(texts: list[str]) -> list[str]:
                 if p not in seen:
                     seen.add(p)
                     pieces.append(p)
+    for phrase in phrases:
+        words_in = phrase.split()
+        for k in range(2, len(words_in) + 1):
+            p = SPACE + SPACE.join(words_in[:k])
+            if p not in seen:
+                seen.add(p)
+                pieces.append(p)
     return pieces
 
 

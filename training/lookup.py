@@ -27,9 +27,9 @@ import torch
 from training import world
 from training.heldout import held_out_scenes, scenes
 from training.export import write_lm
-from training.model import Config, TinyLlava
+from training.model import Config, TinyLlava, ViT
 from training.probe import image_tokens, load_vit
-from training.train import NAME, Tok, batches, exact_answers, lm_loss, vocabulary
+from training.train import NAME, Tok, batches, exact_answers, lm_loss, shared_prefix, vocabulary
 
 WORDINGS = {
     "sentence": lambda o: f"The {o.shape} is {o.colour}.",
@@ -38,7 +38,7 @@ WORDINGS = {
 }
 
 
-def items(tok: Tok, vit, scs: list[world.Scene], answer) -> list[dict]:
+def items(tok: Tok, vit: ViT, scs: list[world.Scene], answer) -> list[dict]:
     """One sample per uniquely-named shape in each 2-3-shape scene, with the frozen encoder's features."""
     scs = [s for s in scs if len(s.objects) > 1]
     out = []
@@ -73,7 +73,7 @@ def main() -> None:
     tok.eng.close()
     answer = [t for t, lab in zip(train[0]["ids"], train[0]["labels"]) if lab != -100]
     print("answer tokens:", [vocab[t] for t in answer])
-    prefix = next(i for i, t in enumerate(train[0]["ids"]) if t < 0 or any(d["ids"][i] != t for d in train))
+    prefix = shared_prefix([d["ids"] for d in train + test])
     params = list(model.lm.parameters()) + list(model.proj.parameters())
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
     it = batches(train, 64, rng)

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from training import world
 from training.heldout import held_out_scenes, scenes
 from training.card import render as render_card
-from training.export import SPACE, build_vocab, write_lm, write_mmproj
+from training.export import build_vocab, write_lm, write_mmproj
 from training.model import Config, TextEncoder, TinyLlava, count_params, preprocess
 
 NAME = "iris-demo-shapes"
@@ -185,22 +185,22 @@ def shares(per: dict[str, list[int]]) -> dict:
     return res
 
 
+def shared_prefix(seqs: list[list[int]]) -> int:
+    """How many leading token ids (before any image slot) every sequence shares: computed once per batch."""
+    n = 0
+    while all(len(s) > n and s[n] == seqs[0][n] and s[n] >= 0 for s in seqs):
+        n += 1
+    return n
+
+
 def vocabulary(phrases: bool = True) -> list[str]:
     """The exported tokenizer's pieces: every word the world, the Vicuna prompt and the caption prompts use,
     and (phrases) the world's word groups kept whole (world.phrases)."""
     from app.engine import VICUNA_SYSTEM
 
-    pieces = build_vocab([world.vocabulary_text(), VICUNA_SYSTEM, "USER ASSISTANT Give a brief caption "
-                          "What is in this picture Caption this image"] + list(CAPTION_PROMPTS))
-    # llama.cpp's tokenizer merges two adjacent pieces only into a piece of the vocabulary, so each phrase
-    # comes with every word-boundary prefix: "▁on▁the", then "▁on▁the▁left".
-    for phrase in world.phrases() if phrases else []:
-        words = phrase.split()
-        for k in range(2, len(words) + 1):
-            p = SPACE + SPACE.join(words[:k])
-            if p not in pieces:
-                pieces.append(p)
-    return pieces
+    return build_vocab([world.vocabulary_text(), VICUNA_SYSTEM, "USER ASSISTANT Give a brief caption "
+                        "What is in this picture Caption this image"] + list(CAPTION_PROMPTS),
+                       world.phrases() if phrases else [])
 
 
 def main() -> None:
@@ -262,9 +262,7 @@ def main() -> None:
         ids, labels = tok.sample(pairs, False)
         text_only.append({"ids": ids, "labels": labels})
     everything = [d["ids"] for d in caps + inst + text_only]
-    prefix = 0
-    while all(len(s) > prefix and s[prefix] == everything[0][prefix] and s[prefix] >= 0 for s in everything):
-        prefix += 1
+    prefix = shared_prefix(everything)
     report["data"] = {"scenes": len(train_scenes), "captions": len(caps), "instructions": len(inst),
                       "text": len(text_only), "shared_prefix_tokens": prefix,
                       "tokenize_s": round(time.perf_counter() - t0, 1)}
