@@ -11,43 +11,16 @@ import argparse
 import json
 from pathlib import Path
 
-CATEGORIES = ("colour", "shape", "size", "position", "count", "reasoning", "description", "overall")
-
-
-def render(report: dict, measured: dict | None) -> str:
-    """The model card's Markdown."""
-    acc = report["accuracy"]
-    p, c, m, f, d = report["params"], report["config"], report["minutes"], report["files"], report["data"]
-    tokens = (c["image_size"] // c["patch"]) ** 2
-    rows = "\n".join(f"| {k} | " + " | ".join(f"{acc[s].get(k, 0):.0%}" for s in ("stage1", "stage2")) + " |"
-                     for k in CATEGORIES)
-    n_eval = report.get("eval_questions", 120)
-    files = "\n".join(f"| `{k}` | {v:,} |" for k, v in f.items())
-    if measured:
-        per = ", ".join(f"{k} {v['right']}/{v['asked']} ({v['right'] / v['asked']:.0%})"
-                        for k, v in measured["categories"].items())
-        through = (f"Measured through llama.cpp with the shipped files (`tests/test_demo_model.py`, "
-                   f"{measured['asked']} questions about {measured['scenes']} held-out scenes): "
-                   f"**{measured['overall']:.1%} overall** — {per}. The next-token logits from llama.cpp match "
-                   f"PyTorch's within {measured['logit_diff']:.4f} (max absolute difference over the whole "
-                   f"vocabulary, {measured['logit_inputs']} inputs).")
-        if "by_shapes" in measured:
-            through += " By number of shapes in the picture: " + ", ".join(
-                f"{k} — {v['right']}/{v['asked']} ({v['right'] / v['asked']:.0%})"
-                for k, v in measured["by_shapes"].items()) + "."
-        if measured["overall"] < 0.95:
-            through += """
-
-**Not yet the 95 % the project asked for.** Every look-up that one token of the answer can make — the
-colour, size or place of a named shape, the shape of the object of a named colour, what is at a named
-place — it now makes almost always: on 1,528 questions about 100 held-out scenes (every question the world
+EARLIER = """**The model before this one** (87.6 % of 210 questions through llama.cpp) made every look-up that one
+token of the answer can make — the colour, size or place of a named shape, the shape of the object of a
+named colour, what is at a named place — almost always: on 1,528 questions about 100 held-out scenes (every question the world
 asks of each; teacher forcing, which gives exactly the greedy result) colour 100 %, shape 98.8 %, size
-95.7 %, position 92.5 %, 87.7 % overall. What it still gets wrong needs two things at once or an order:
+95.7 %, position 92.5 %, 87.7 % overall. What it got wrong needed two things at once or an order:
 "Is there a …?" about a shape that is there half the time and "Is the … left of the …?" (reasoning
 60.4 %), "How many red shapes are there?" (count 82.5 %), and descriptions, which list the shapes in a
 fixed order of places (57.0 %).
 
-How it got here: the tokenizer. The previous model (the same recipe, its text cut word by word) scored
+How that model got there: the tokenizer. The model before it (the same recipe, its text cut word by word) scored
 84.3 % on the test above and 81.9 % of the 1,528 questions; retrained on today's fair "Is there a …?", 78.7 %
 (run A below). The LM could not learn to find one shape among two or three: `python -m training.lookup`
 (below) showed that it learns a look-up quickly only when the token at which the answer is predicted itself
@@ -141,6 +114,89 @@ five, so "No." was right two times in three): two more stage-2 conversations of 
 every scene with 2–3 shapes. Kept with it, without a measurable gain on their own: LM pre-training that
 includes answering about a written description of the scene, and stages 1–2 shown another picture's class
 token, so the LM cannot answer from CLIP's whole-picture summary."""
+
+THIS_ROUND = """Figures below are for the 1,528 questions about 100 held-out scenes (every question the world asks of each,
+scored by teacher forcing, which gives exactly the greedy result) unless they say otherwise.
+
+**What the model before this one got wrong.** Asked every question about 60 held-out scenes through
+llama.cpp, it answered "Is there a circle?" right 38 times in 60, "Is the circle left of the square?" 24 in
+48 (chance), "How many red shapes are there?" 41 in 60 (mostly "none" where there was one), "Where is the
+circle?" 72 in 90, and described pictures of 2–3 shapes right 10 times in 34: listed object first ("There is a
+small blue square at the bottom and a large orange circle in the centre."), the second and third objects were
+mostly copies of the first, because each was predicted at ", a", a token that does not say which place comes
+next. Each is a question whose answer was predicted at a token that does not name what to look for.
+
+**What changed** (`training/world.py`, `training/train.py`):
+- "Is there a circle?" is answered "The circle is there." or "The circle is not there." ("▁The▁circle▁is" is
+  one piece) instead of "Yes." or "No.". A fresh LM and projector on this question alone (the look-up
+  experiment, `python -m training.lookup --answer exist-yesno` against `--answer exist`): on
+  this model's encoder, "Yes."/"No." 46 % after 200 steps, 64–68.5 % from 400 to 1,200; the new answer 87 %
+  after 200, 93 % after 400, 96–98 % from 600 to 1,200.
+- "How many red shapes are there?" is answered "Red shapes: two." ("▁Red▁shapes:" one piece): 88.5 %
+  after 100 steps and 97–97.5 % from 200 to 400 (`--answer count`), against 71.5–72.5 % from 100 to 400 for
+  "There are two red shapes." (`--answer count-sentence`).
+- Descriptions (and the stage-1 captions) go place first: "On the left is a small red circle, at the top is a
+  large blue square and in the centre is …", each object predicted at the piece that names its place
+  ("▁On▁the▁left▁is", then "▁a▁small▁red▁circle").
+- "Is the circle left of the square?" is answered after saying where each is: "The circle is in the centre
+  and the square is on the right, so yes." The verdict is predicted at "▁on▁the▁right,▁so", which names the
+  second place; the first is the other place in the answer.
+- "Is there anything on the left?" is asked of occupied places too (half of them), and answered "On the left
+  is a small red circle." or "On the left is nothing."; it used to be asked only of empty places, where "No."
+  was always right.
+- Stage 2 gets one more conversation per scene of counts, "Is there …?", "Where is …?" and left-of
+  questions; size questions join the look-up conversations; it runs 3,000 steps instead of 1,800.
+
+This model: 41.2 % after stage 1, then 58.4 % after 1,000 stage-2 steps, 84.9 % after 2,000, **93.1 %** at
+the end (colour 86.3 %, shape 97.9 %, size 92.1 %, position 97.3 %, count 97.0 %, reasoning 75.0 %,
+description 91.0 %), against 87.7 % for the model before it (on the same scenes; some questions are harder
+now, such as "Is there anything …?" about occupied places); through llama.cpp 94.8 % of the 210 test
+questions, against 87.6 %. Without the size questions in the look-up conversations and with 2,400 stage-2
+steps (run Y, trained on one core beside another run), 93.0 % (size 63.3 %, colour 95.7 %, reasoning
+89.0 %) and 94.3 % through llama.cpp, with 7 of its 12 wrong answers "The … is small." for a big shape.
+Between runs that differ this little, categories move by 10–20 points: one run's figures are not precise
+to a few points.
+
+**Tried in this round, not adopted: where the image tokens are.** A probe on one occupied image token names
+its place 25 % of the time after 1,000 CLIP steps with position embeddings initialised at CLIP's std 0.02,
+57.5 % at std 0.1 and 99.5 % at std 0.2 (linear probes; the shape probe stays at 100 % with an MLP). With
+the std-0.2 encoder the LM answered "Where is the circle?" 61 times in 62 and the left-of questions 32 in 36
+(through llama.cpp, every question about 40 held-out scenes) — but it learnt colours and sizes far more
+slowly: 70.2 % of the 1,528 questions at the end of the same 2,400-step stage 2, and 89.1 % at std 0.1,
+against run Y's 93.0 % at std 0.02. The encoder's tokens still held size and colour (MLP probes 100 %); the
+LM was slower to read them."""
+
+CATEGORIES = ("colour", "shape", "size", "position", "count", "reasoning", "description", "overall")
+
+
+def render(report: dict, measured: dict | None) -> str:
+    """The model card's Markdown."""
+    acc = report["accuracy"]
+    p, c, m, f, d = report["params"], report["config"], report["minutes"], report["files"], report["data"]
+    tokens = (c["image_size"] // c["patch"]) ** 2
+    rows = "\n".join(f"| {k} | " + " | ".join(f"{acc[s].get(k, 0):.0%}" for s in ("stage1", "stage2")) + " |"
+                     for k in CATEGORIES)
+    n_eval = report.get("eval_questions", 120)
+    files = "\n".join(f"| `{k}` | {v:,} |" for k, v in f.items())
+    if measured:
+        per = ", ".join(f"{k} {v['right']}/{v['asked']} ({v['right'] / v['asked']:.0%})"
+                        for k, v in measured["categories"].items())
+        through = (f"Measured through llama.cpp with the shipped files (`tests/test_demo_model.py`, "
+                   f"{measured['asked']} questions about {measured['scenes']} held-out scenes): "
+                   f"**{measured['overall']:.1%} overall** — {per}. The next-token logits from llama.cpp match "
+                   f"PyTorch's within {measured['logit_diff']:.4f} (max absolute difference over the whole "
+                   f"vocabulary, {measured['logit_inputs']} inputs).")
+        if "by_shapes" in measured:
+            through += " By number of shapes in the picture: " + ", ".join(
+                f"{k} — {v['right']}/{v['asked']} ({v['right'] / v['asked']:.0%})"
+                for k, v in measured["by_shapes"].items()) + "."
+        if measured["overall"] < 0.95:
+            worst = min(measured["categories"].items(), key=lambda kv: kv[1]["right"] / kv[1]["asked"])
+            right = round(measured["overall"] * measured["asked"])
+            through += (f"\n\n**Not yet the 95 % the project asked for**: {right} of {measured['asked']} right, where "
+                        f"95 % needs {-(-95 * measured['asked'] // 100)}. The weakest category is {worst[0]} "
+                        f"({worst[1]['right']}/{worst[1]['asked']}).")
+        through += "\n\n## How it got here\n\n" + THIS_ROUND + "\n\n" + EARLIER
     else:
         through = "Run `tests/test_demo_model.py` for the accuracy through llama.cpp with the shipped files."
     return f"""# Iris demo model: iris-demo-shapes
@@ -161,7 +217,7 @@ will still answer in those terms — it cannot describe anything else.
 
 Layout as real LLaVA-1.5 files: the LM is `llama` architecture with its own SentencePiece-style vocabulary
 ({c['n_vocab']} pieces: control, 256 byte tokens, characters, every prefix of every word of the world, and
-the world's word groups kept whole, such as "▁circle▁is" and "▁small▁red▁circle") and no
+the world's word groups kept whole, such as "▁The▁circle▁is", "▁On▁the▁left▁is" and "▁a▁small▁red▁circle") and no
 chat template (Iris uses LLaVA-1.5's own Vicuna prompt); the mmproj is `clip` with projector `mlp`, the same
 keys and tensor names as LLaVA-1.5's mmproj. Matrices are f16, norms and embeddings f32.
 
@@ -196,7 +252,7 @@ so training and inference see identical sequences.
 
 ## Limits
 - Only the synthetic world above. Real photos get answers about shapes and colours that are not there.
-- Answers are short templates ("The circle is red.", "There are two shapes.").
+- Answers are short templates ("The circle is red.", "Red shapes: two.", "The circle is not there.").
 - English only; unknown words are spelled out in characters and confuse it.
 
 ## Three things learned making it
@@ -211,7 +267,9 @@ so training and inference see identical sequences.
 - A tiny LM learns to find something in the picture quickly only when the token at which it predicts the
   answer names what it is looking for. Cut word by word, "The circle is red." asks it to carry "circle" from
   the token before into the search, and over 500 steps it never did (55 %, any colour that is there); with
-  "circle is" as one token the same sentence is learnt in 200–300 steps (`python -m training.lookup`).
+  "circle is" as one token the same sentence is learnt in 200–300 steps (`python -m training.lookup`). The
+  same held for "Is there a circle?", "How many red shapes are there?" and descriptions, once their answers
+  were worded so that the token before each answer word names what it depends on.
 """
 
 

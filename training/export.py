@@ -39,9 +39,11 @@ def build_vocab(texts: list[str], phrases: list[str] = ()) -> list[str]:
         words_in = phrase.split()
         for k in range(2, len(words_in) + 1):
             p = SPACE + SPACE.join(words_in[:k])
-            if p not in seen:
-                seen.add(p)
-                pieces.append(p)
+            # "▁Red▁shapes:" is merged from "▁Red▁shapes" and ":"
+            for q in (p.rstrip(",.:?"), p):
+                if q not in seen:
+                    seen.add(q)
+                    pieces.append(q)
     return pieces
 
 

@@ -193,13 +193,13 @@ def shared_prefix(seqs: list[list[int]]) -> int:
     return n
 
 
-def vocabulary(phrases: bool = True) -> list[str]:
-    """The exported tokenizer's pieces: every word the world, the Vicuna prompt and the caption prompts use,
-    and (phrases) the world's word groups kept whole (world.phrases)."""
+def vocabulary(phrases: bool = True, extra: list[str] = ()) -> list[str]:
+    """The exported tokenizer's pieces: every word the world, the Vicuna prompt, the caption prompts (and
+    extra texts) use, and (phrases) the world's word groups kept whole (world.phrases)."""
     from app.engine import VICUNA_SYSTEM
 
     return build_vocab([world.vocabulary_text(), VICUNA_SYSTEM, "USER ASSISTANT Give a brief caption "
-                        "What is in this picture Caption this image"] + list(CAPTION_PROMPTS),
+                        "What is in this picture Caption this image"] + list(CAPTION_PROMPTS) + list(extra),
                        world.phrases() if phrases else [])
 
 
@@ -243,12 +243,16 @@ def main() -> None:
             inst.append({"ids": ids, "labels": labels, "pixels": p})
         # Which colour goes with which shape is the hard part, and one answer token in a whole conversation
         # needed it: scenes with 2-3 shapes get two more conversations of only such questions (79 % -> 86 %
-        # held out through llama.cpp).
-        binding = [q for q in qas if q.category in ("colour", "shape") or q.question.startswith("Where")]
+        # held out through llama.cpp), and every scene one of counts, "Is there ...?", "Where is ...?" and
+        # left-of questions.
+        binding = [q for q in qas if q.category in ("colour", "shape", "size") or q.question.startswith("Where")]
         for k in range(2 if len(sc.objects) > 1 and len(binding) >= 2 else 0):
             chosen = rng.sample(binding, min(len(binding), rng.randint(2, 4)))
             ids, labels = tok.sample([(q.question, q.answer) for q in chosen], True)
             inst.append({"ids": ids, "labels": labels, "pixels": p})
+        hard = [q for q in qas if q.category in ("count", "reasoning") or q.question.startswith(("Where", "Is there"))]
+        ids, labels = tok.sample([(q.question, q.answer) for q in rng.sample(hard, min(len(hard), rng.randint(2, 4)))], True)
+        inst.append({"ids": ids, "labels": labels, "pixels": p})
         q = rng.choice(qas)
         ids, labels = tok.sample([(q.question, q.answer)], False)
         text_only.append({"ids": ids, "labels": labels})
@@ -365,8 +369,8 @@ def main() -> None:
     # 4. Stage 2: LM + projector on instruction data.
     for p in model.lm.parameters():
         p.requires_grad_(True)
-    run("stage2", list(model.lm.parameters()) + list(model.proj.parameters()), 1800, 2e-3,
-        lambda b: lm_loss(model, b, prefix, True), inst, 64, every=600)
+    run("stage2", list(model.lm.parameters()) + list(model.proj.parameters()), 3000, 2e-3,
+        lambda b: lm_loss(model, b, prefix, True), inst, 64, every=1000)
     report["accuracy"]["stage2"] = evaluate(model, tok, vocab, eval_items)
     curve("stage2")
     print("stage2 accuracy", report["accuracy"]["stage2"], flush=True)

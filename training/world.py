@@ -108,18 +108,19 @@ def _order(scene: Scene) -> list[Obj]:
 
 
 def description(scene: Scene) -> str:
-    """The canonical detailed description (also the stage-1 caption)."""
-    parts = [f"a {o.name()} {PHRASE[o.position]}" for o in _order(scene)]
-    if len(parts) == 1:
-        body = parts[0]
-    else:
-        body = ", ".join(parts[:-1]) + " and " + parts[-1]
-    return f"There is {body}."
+    """The canonical detailed description, place by place (also the stage-1 caption).
+
+    Each object comes after its place ("On the left is a small red circle, at the top is ..."), so the token
+    that predicts an object names the place it is looked up at; listed object first, the second and third
+    objects were copies of the first more often than not.
+    """
+    parts = [f"{PHRASE[o.position]} is a {o.name()}" for o in _order(scene)]
+    body = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    return body[0].upper() + body[1:] + "."
 
 
 def caption(scene: Scene) -> str:
-    parts = [f"a {o.name()} {PHRASE[o.position]}" for o in _order(scene)]
-    return (", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]).capitalize() + "."
+    return description(scene)
 
 
 def _unique(scene: Scene, attr: str, value: str) -> bool:
@@ -141,31 +142,36 @@ def questions(scene: Scene, rng: random.Random) -> list[QA]:
             out.append(QA("shape", f"What shape is the {o.colour} object?", f"The {o.colour} object is {art} {o.shape}."))
     for pos in POSITIONS:
         here = [o for o in objs if o.position == pos]
-        if here:
-            o = here[0]
-            out.append(QA("shape", f"What is {PHRASE[pos]}?", f"{PHRASE[pos].capitalize()} is a {o.name()}."))
+        said = f"{PHRASE[pos].capitalize()} is " + (f"a {here[0].name()}." if here else "nothing.")
+        # "Is there anything ...?" about occupied places too (one time in two), so "nothing" is not always right
+        if here and rng.random() < 0.5:
+            out.append(QA("shape", f"What is {PHRASE[pos]}?", said))
         else:
-            out.append(QA("position", f"Is there anything {PHRASE[pos]}?", "No."))
+            out.append(QA("position", f"Is there anything {PHRASE[pos]}?", said))
     n = len(objs)
     out.append(QA("count", "How many shapes are there?",
                   f"There {'is' if n == 1 else 'are'} {NUMBERS[n]} shape{'s' if n != 1 else ''}."))
     colour = rng.choice(list(COLOURS))
     k = sum(o.colour == colour for o in objs)
+    # The colour is named first, in the token that predicts the number (see phrases())
     out.append(QA("count", f"How many {colour} shapes are there?",
-                  f"There {'is' if k == 1 else 'are'} {NUMBERS.get(k, 'no')} {colour} shape{'s' if k != 1 else ''}."))
+                  f"{colour.capitalize()} shapes: {NUMBERS.get(k, 'none')}."))
     # Half the time a shape that is there, half the time one that is not: drawn from all five, "No." was
     # right two times in three and a model could score by never looking.
     present = sorted({o.shape for o in objs})
     has = rng.random() < 0.5
     shape = rng.choice(present if has else [s for s in SHAPES if s not in present])
-    out.append(QA("reasoning", f"Is there a {shape}?", "Yes." if has else "No."))
+    out.append(QA("reasoning", f"Is there a {shape}?", f"The {shape} is {'there' if has else 'not there'}."))
     xs = {o: POSITIONS[o.position][0] for o in objs}
     for a in objs:
         for b in objs:
             if a is not b and _unique(scene, "shape", a.shape) and _unique(scene, "shape", b.shape) \
                     and abs(xs[a] - xs[b]) > 0.2:
+                # Where each is first, each found in a token that names it; the verdict comes in the token
+                # that names the second place, and that place with the first (the other place named) decides.
                 out.append(QA("reasoning", f"Is the {a.shape} left of the {b.shape}?",
-                              "Yes." if xs[a] < xs[b] else "No."))
+                              f"The {a.shape} is {PHRASE[a.position]} and the {b.shape} is {PHRASE[b.position]}, "
+                              f"so {'yes' if xs[a] < xs[b] else 'no'}."))
     out.append(QA("description", "Describe the image.", description(scene)))
     return out
 
@@ -174,12 +180,14 @@ def phrases() -> list[str]:
     """Word groups the demo model's tokenizer keeps as one piece each (see training/lookup.py for why).
 
     Every answer then names what it looks up in the token that predicts it: "The circle is red." is cut into
-    "The", "circle is", "red", ".", so "red" is predicted at a token that says which shape, and an object
-    ("small red circle") or a place ("on the left") is one token.
+    "The circle is", "red", ".", so "red" is predicted at a token that says which shape; "On the left is"
+    predicts "a small red circle" or "nothing", "Red shapes:" the number, "The circle is" "there" or "not".
     """
-    out = [f"{s} is" for s in SHAPES] + list(PHRASE.values()) + [f"{c} object is a" for c in COLOURS]
-    out += [f"{PHRASE[p].capitalize()} is a" for p in POSITIONS]
-    out += [f"{z} {c} {s}" for z in SIZES for c in COLOURS for s in SHAPES]
+    out = [f"The {s} is" for s in SHAPES] + [f"the {s} is" for s in SHAPES] + [f"{s} is" for s in SHAPES]
+    out += list(PHRASE.values()) + [f"{p}, so" for p in PHRASE.values()]
+    out += [f"{c} object is a" for c in COLOURS] + [f"{c.capitalize()} shapes:" for c in COLOURS]
+    out += [f"{p} is" for p in PHRASE.values()] + [f"{p.capitalize()} is" for p in PHRASE.values()]
+    out += [f"a {z} {c} {s}" for z in SIZES for c in COLOURS for s in SHAPES]
     return out
 
 
