@@ -348,7 +348,7 @@ def main() -> None:
                     d["feats"] = fi
 
     # 2. LM pre-training on the world's text (no images).
-    run("lm", list(model.lm.parameters()), 800, 3e-3, lambda b: lm_loss(model, b, prefix, False), text_only, 64)
+    run("lm", list(model.lm.parameters()), 400, 3e-3, lambda b: lm_loss(model, b, prefix, False), text_only, 64)
 
     model.eval()
     right = [greedy(model, tok.prompt(world.description(it["scene"]) + "\n" + it["question"], False), None, vocab)
@@ -369,8 +369,8 @@ def main() -> None:
     # 4. Stage 2: LM + projector on instruction data.
     for p in model.lm.parameters():
         p.requires_grad_(True)
-    run("stage2", list(model.lm.parameters()) + list(model.proj.parameters()), 3000, 2e-3,
-        lambda b: lm_loss(model, b, prefix, True), inst, 64, every=1000)
+    run("stage2", list(model.lm.parameters()) + list(model.proj.parameters()), 3600, 2e-3,
+        lambda b: lm_loss(model, b, prefix, True), inst, 64, every=1200)
     report["accuracy"]["stage2"] = evaluate(model, tok, vocab, eval_items)
     curve("stage2")
     print("stage2 accuracy", report["accuracy"]["stage2"], flush=True)
