@@ -35,6 +35,7 @@ from training.model import Config, TinyLlava, ViT
 from training.probe import image_tokens, load_vit
 from training.train import NAME, Tok, batches, exact_answers, lm_loss, shared_prefix, vocabulary
 
+
 def _colour(answer):
     def ask(s: world.Scene, rng: random.Random) -> list[tuple[str, str]]:
         return [(f"What colour is the {o.shape}?", answer(o)) for o in s.objects

@@ -251,7 +251,8 @@ def main() -> None:
             ids, labels = tok.sample([(q.question, q.answer) for q in chosen], True)
             inst.append({"ids": ids, "labels": labels, "pixels": p})
         hard = [q for q in qas if q.category in ("count", "reasoning") or q.question.startswith(("Where", "Is there"))]
-        ids, labels = tok.sample([(q.question, q.answer) for q in rng.sample(hard, min(len(hard), rng.randint(2, 4)))], True)
+        chosen = rng.sample(hard, min(len(hard), rng.randint(2, 4)))
+        ids, labels = tok.sample([(q.question, q.answer) for q in chosen], True)
         inst.append({"ids": ids, "labels": labels, "pixels": p})
         q = rng.choice(qas)
         ids, labels = tok.sample([(q.question, q.answer)], False)
