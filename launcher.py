@@ -1,23 +1,21 @@
 #!/usr/bin/env python3
 """Double-click entry for Iris: prepares its own environment once, then starts the app.
 
-    python launcher.py [--no-browser] [--port N] [--host H] [--models-dir DIR]
+    python launcher.py [--backend cpu|cuda|metal] [--no-browser] [--port N] [--host H] [--models-dir DIR]
     python launcher.py --test [pytest args]     # prepare the environment with test tools, run the suite
 
 Phase 1 runs on any Python 3.10+ with the standard library only: it creates .venv beside this
-file and installs Iris into it (llama-cpp-python is compiled from source there, about 9 minutes on
-2 cores, once; pip keeps the built wheel in its cache). Phase 2 runs inside that environment.
+file, installs a llama-cpp-python checked for this machine's backend (from Iris's wheelhouse, a
+prebuilt wheel, or a ~5-minute build on 2 cores; app/installer.py), then Iris. Phase 2 runs inside
+that environment.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import platform
-import shutil
 import subprocess
 import sys
-import threading
 import time
 import venv
 from pathlib import Path
@@ -31,21 +29,22 @@ def venv_python() -> Path:
     return VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
-def build_flags() -> str:
-    """CMAKE_ARGS for llama-cpp-python: CUDA when a toolkit is present, Metal on Apple Silicon."""
-    if os.environ.get("CMAKE_ARGS"):
-        return os.environ["CMAKE_ARGS"]
-    if shutil.which("nvcc") or Path("/usr/local/cuda/bin/nvcc").exists():
-        return "-DGGML_CUDA=on"
-    if sys.platform == "darwin" and platform.machine() == "arm64":
-        return "-DGGML_METAL=on"
-    return ""
+def _backend_choice():
+    """The llama.cpp backend for this machine (app.backend is standard-library only)."""
+    sys.path.insert(0, str(ROOT))
+    from app.backend import choose
+
+    try:
+        return choose()
+    except ValueError as exc:
+        _say(f"{exc}. Unset it or use cpu, cuda or metal.")
+        raise SystemExit(2) from None
 
 
-def _stamp(extras: str) -> str:
+def _stamp(extras: str, choice) -> str:
     h = hashlib.sha256((ROOT / "pyproject.toml").read_bytes())
     h.update(extras.encode())
-    h.update(build_flags().encode())
+    h.update(f"{choice.backend}|{choice.cmake_args}".encode())
     return h.hexdigest()
 
 
@@ -56,49 +55,44 @@ def _say(msg: str) -> None:
 
 
 def ensure_environment(extras: str = "") -> Path:
-    """Create .venv and install Iris (with extras) unless it is already current; return its python."""
+    """Create .venv with a checked llama-cpp-python and Iris (with extras) unless current; return its python."""
+    from app.installer import InstallFailed, ensure_llama, read_state, run_with_heartbeat, wheelhouse_dir
+
+    choice = _backend_choice()
     marker = VENV / f".iris-installed{('-' + extras) if extras else ''}"
     py = venv_python()
-    if py.exists() and marker.exists() and marker.read_text() == _stamp(extras):
+    if py.exists() and marker.exists() and marker.read_text() == _stamp(extras, choice):
+        state = read_state(py)
+        if state:
+            _say(f"llama.cpp backend: {state.backend} ({state.reason}; {state.source} wheel)")
         return py
+    t0 = time.monotonic()
     if not py.exists():
         _say(f"First run: creating a Python environment in {VENV} …")
         venv.EnvBuilder(with_pip=True).create(VENV)
-    flags = build_flags()
-    env = dict(os.environ)
-    if flags:
-        env["CMAKE_ARGS"] = flags
-        _say(f"Building llama-cpp-python with {flags}.")
-    _say("Installing Iris and its libraries. llama-cpp-python is compiled from source: this takes "
-         "about 9 minutes on a 2-core machine the first time (later runs reuse the built wheel).")
-    target = f".[{extras}]" if extras else "."
-    cmd = [str(py), "-m", "pip", "install", "--progress-bar", "on", "-e", target]
-    _run_with_heartbeat(cmd, env)
-    marker.write_text(_stamp(extras))
-    _say("Environment ready.")
-    return py
-
-
-def _run_with_heartbeat(cmd: list[str], env: dict) -> None:
-    """Run pip, echo its output, and say every 30 s that a long build is still going."""
-    start = time.monotonic()
-    done = threading.Event()
-
-    def beat() -> None:
-        while not done.wait(30):
-            mins = (time.monotonic() - start) / 60
-            _say(f"… still installing ({mins:.1f} min so far; the llama.cpp build takes ~9 min on 2 cores)")
-
-    t = threading.Thread(target=beat, daemon=True)
-    t.start()
+    _say(f"llama.cpp backend: {choice.backend} ({choice.reason}). Set IRIS_BACKEND=cpu|cuda|metal to choose.")
     try:
-        proc = subprocess.run(cmd, cwd=ROOT, env=env)
-    finally:
-        done.set()
-    if proc.returncode != 0:
-        _say("Installation failed (see the messages above). A C/C++ compiler and CMake are needed "
-             "to build llama-cpp-python; install them and run the launcher again.")
-        raise SystemExit(proc.returncode)
+        inst = ensure_llama(py, choice, say=_say)
+    except InstallFailed as exc:
+        _say(f"Could not install llama-cpp-python: {exc}")
+        _say("A prebuilt wheel needs only Python; building one needs a C/C++ compiler and CMake. "
+             "Install those (or set IRIS_WHEEL_INDEX to a wheel index for this machine) and run again.")
+        raise SystemExit(1) from None
+    if inst.backend != choice.backend:
+        _say(f"Using the {inst.backend} backend instead of {choice.backend}: {'; '.join(inst.notes)}")
+    _say("Installing Iris and its libraries …")
+    target = f".[{extras}]" if extras else "."
+    cmd = [str(py), "-m", "pip", "install", "--disable-pip-version-check", "-e", target]
+    log = wheelhouse_dir() / "pip-install-iris.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    if run_with_heartbeat(cmd, dict(os.environ), _say, log, "installing Iris's libraries") != 0:
+        _say(f"Installing Iris's libraries failed; the last lines of {log}:")
+        for line in log.read_text(errors="replace").splitlines()[-15:]:
+            _say("  " + line)
+        raise SystemExit(1)
+    marker.write_text(_stamp(extras, choice))
+    _say(f"Environment ready in {time.monotonic() - t0:.0f} s.")
+    return py
 
 
 def setup_logging() -> Path:
@@ -112,15 +106,30 @@ def phase2(argv: list[str]) -> int:
     """Inside the environment: configure logging, then run `iris serve`."""
     sys.path.insert(0, str(ROOT))
     log = setup_logging()
+    import logging
+
     from app.cli import main
+    from app.installer import read_state
 
     _say(f"Logging to {log}")
+    state = read_state(Path(sys.executable))
+    if state:
+        logging.getLogger("launcher").info("llama.cpp backend %s (%s), %s wheel %s", state.backend, state.reason,
+                                           state.source, state.wheel)
     return main(["serve", *argv])
 
 
 def main(argv: list[str]) -> int:
     if os.environ.get(PHASE2):
         return phase2(argv)
+    if "--backend" in argv:
+        # Same as IRIS_BACKEND; set here so that phase 2 and the installer see it too.
+        i = argv.index("--backend")
+        if i + 1 >= len(argv):
+            _say("--backend needs a value: cpu, cuda or metal")
+            return 2
+        os.environ["IRIS_BACKEND"] = argv[i + 1]
+        argv = argv[:i] + argv[i + 2:]
     if argv[:1] == ["--test"]:
         py = ensure_environment("test")
         return subprocess.call([str(py), "-m", "pytest", *argv[1:]], cwd=ROOT)

@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 TURNS: list[tuple[str, int | None]] = [
@@ -57,9 +58,10 @@ def bench_images(folder: Path) -> list[Path]:
     return out
 
 
-def shape_files(shape: str, folder: Path) -> tuple[Path, Path]:
-    """The test-model writer's pair for a shape, written once into folder."""
-    lm, mm = folder / shape / f"bench-{shape}.gguf", folder / shape / f"bench-{shape}-mmproj.gguf"
+def shape_files(shape: str, folder: Path, quant: str | None = None) -> tuple[Path, Path]:
+    """The test-model writer's pair for a shape (its LM in another quantization if given), written once."""
+    label = f"{shape}-{quant}" if quant else shape
+    lm, mm = folder / label / f"bench-{label}.gguf", folder / label / f"bench-{label}-mmproj.gguf"
     if lm.exists() and mm.exists():
         return lm, mm
     sys.path.insert(0, str(ROOT / "tests"))
@@ -68,8 +70,9 @@ def shape_files(shape: str, folder: Path) -> tuple[Path, Path]:
     except ImportError as exc:
         raise SystemExit(f"iris bench: writing the {shape} test models needs the test extras "
                          f"(pip install -e '.[test]'): {exc}") from None
-    print(f"writing the {shape}-shaped test pair into {lm.parent} (once) …", file=sys.stderr, flush=True)
-    return write_pair(lm.parent, PRESETS[shape], f"bench-{shape}")
+    print(f"writing the {label} test pair into {lm.parent} (once) …", file=sys.stderr, flush=True)
+    preset = PRESETS[shape] if not quant else replace(PRESETS[shape], quant=quant)
+    return write_pair(lm.parent, preset, f"bench-{label}")
 
 
 def kv_bytes(lm: Path, n_ctx: int) -> int:
@@ -239,13 +242,14 @@ def _rss_split() -> dict:
 # -- driver -------------------------------------------------------------------------------------------
 
 def run(shapes: list[str], engines: list[str], server: Path | None, n_ctx: int, max_tokens: int,
-        threads: int | None, workdir: Path) -> tuple[list[dict], list[dict]]:
+        threads: int | None, workdir: Path, quant: str | None = None) -> tuple[list[dict], list[dict]]:
     """Run every engine on every shape; return per-turn records and per-run memory records."""
     images = bench_images(workdir)
     records: list[dict] = []
     memory: list[dict] = []
-    for shape in shapes:
-        lm, mm = shape_files(shape, workdir)
+    for base in shapes:
+        lm, mm = shape_files(base, workdir, quant)
+        shape = f"{base}-{quant}" if quant else base
         for eng in engines:
             if eng == "server" and (server is None or not server.exists()):
                 print("iris bench: llama-server column skipped: no --server binary (see `iris bench --help` for "
@@ -314,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="default: small and llava-7b (tiny: a quick check)")
     ap.add_argument("--engine", action="append", choices=list(ENGINES), help="default: all three")
     ap.add_argument("--server", type=Path, default=os.environ.get("IRIS_LLAMA_SERVER"))
+    ap.add_argument("--quant", choices=["f32", "f16", "q4_0", "q8_0", "q4_k_m"], default=None,
+                    help="the LM's weights (default: the shape's own, Q4_0 for small and llava-7b)")
     ap.add_argument("--n-ctx", type=int, default=4096)
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--threads", type=int, default=None)
@@ -331,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     a.workdir.mkdir(parents=True, exist_ok=True)
     records, memory = run(a.shape or ["small", "llava-7b"], a.engine or list(ENGINES), a.server, a.n_ctx,
-                          a.max_tokens, a.threads, a.workdir)
+                          a.max_tokens, a.threads, a.workdir, a.quant)
     if a.save:
         a.save.write_text(json.dumps({"records": records, "memory": memory}, indent=1))
     if a.json:

@@ -61,6 +61,7 @@ class ReplyStats:
     decode_tok_s: float = 0.0
     finish_reason: str = ""
     context_size: int = 0
+    token_ids: list[int] = field(default_factory=list)  # what was generated, for exact comparisons
 
     def summary(self) -> str:
         """A one-line human summary."""

@@ -37,6 +37,7 @@ from app.errors import (
     UnsupportedImage,
 )
 from app.ggufinfo import LMSummary, MMProjSummary, PairInfo, check_pair
+from app.llamalib import extra_buffers_allowed, model_params_guard
 
 logger = logging.getLogger(__name__)
 llama_log = logging.getLogger("app.engine.llama")
@@ -104,6 +105,9 @@ class LoadedModel:
     max_images: int
     image_tokens: int
     pair: PairInfo
+    backend: str = "cpu"          # what this llama-cpp-python was built for: cpu, cuda, metal
+    extra_buffers: bool = True    # False: loaded with the AMX guard's plain kernels
+    weight_buffers: tuple[str, ...] = ()  # where llama.cpp put the weights: CPU_Mapped, CPU_REPACK, AMX, CUDA0 ...
 
 
 @dataclass
@@ -252,6 +256,8 @@ class _LogSink:
     )
 
     ENCODE_RE = re.compile(r"encoded in (\d+) ms")
+    # "CPU_REPACK model buffer size = ...", "AMX model buffer size": which weight layouts were used.
+    BUFFER_RE = re.compile(r"(\S+) model buffer size")
 
     def __init__(self) -> None:
         self.lines: list[str] = []
@@ -270,13 +276,24 @@ class _LogSink:
             return
         self._pending = ""
         for line in msg.splitlines():
-            if self.DEVICE_RE.search(line):
+            if self.DEVICE_RE.search(line) or self.BUFFER_RE.search(line):
                 self.lines.append(line.strip())
                 del self.lines[:-50]
             m = self.ENCODE_RE.search(line)
             if m:
                 self.encode_ms += int(m.group(1))
             llama_log.log(getattr(self, "_level", logging.DEBUG), "%s", line)
+
+
+def extra_buffers() -> bool:
+    """Load with ggml's extra buffer types (weight repacking)? Off where the AMX kernels would run.
+
+    IRIS_EXTRA_BUFFERS=0/1 forces the choice (benchmarks of both paths).
+    """
+    forced = os.environ.get("IRIS_EXTRA_BUFFERS", "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
+    return extra_buffers_allowed()
 
 
 _SINK = _LogSink()
@@ -371,13 +388,15 @@ class LlamaCppEngine:
             # Past its training length a model's answers fall apart, so a larger request is capped.
             ctx = min(n_ctx or 4096, pair.lm.n_ctx_train or 4096)
             self._sink.lines.clear()
+            extra = extra_buffers()
             t0 = time.perf_counter()
             try:
-                llama = llama_cpp.Llama(
-                    model_path=str(lm_path), n_ctx=ctx, n_batch=min(ctx, 512), n_ubatch=min(ctx, 512),
-                    n_gpu_layers=ngl, n_threads=threads, n_threads_batch=threads,
-                    verbose=False, logits_all=False,
-                )
+                with model_params_guard(extra):
+                    llama = llama_cpp.Llama(
+                        model_path=str(lm_path), n_ctx=ctx, n_batch=min(ctx, 512), n_ubatch=min(ctx, 512),
+                        n_gpu_layers=ngl, n_threads=threads, n_threads_batch=threads,
+                        verbose=False, logits_all=False,
+                    )
             except (ValueError, RuntimeError) as exc:
                 raise ModelLoadFailed(
                     f"llama.cpp could not load {Path(lm_path).name} ({exc}). The file may be from a "
@@ -407,14 +426,20 @@ class LlamaCppEngine:
             # Embeddings depend only on the projector file: the same file keeps its cache across loads.
             self._mmproj_fp = f"{Path(mmproj_path).resolve()}:{st.st_size}:{st.st_mtime_ns}"
             dev_lm, dev_mm = self._devices(backend, ngl, pair.lm.n_layer)
+            lines = list(self._sink.lines)
             self.model = LoadedModel(
                 lm_path=Path(lm_path), mmproj_path=Path(mmproj_path), chat_format=fmt, n_ctx=ctx,
                 n_gpu_layers=ngl, n_threads=threads, device_lm=dev_lm, device_mmproj=dev_mm,
                 max_images=max_images or MAX_IMAGES[fmt],
                 image_tokens=(pair.mmproj.image_size // pair.mmproj.patch_size) ** 2, pair=pair,
+                backend=backend, extra_buffers=extra,
+                weight_buffers=tuple(dict.fromkeys(m.group(1) for m in map(_LogSink.BUFFER_RE.search, lines)
+                                                   if m)),
             )
-            logger.info("loaded %s + %s as %s in %.2f s (LM on %s, mmproj on %s)", Path(lm_path).name,
-                        Path(mmproj_path).name, fmt, time.perf_counter() - t0, dev_lm, dev_mm)
+            logger.info("loaded %s + %s as %s in %.2f s (LM on %s, mmproj on %s; %s backend, extra buffer "
+                        "types %s, weights in %s)", Path(lm_path).name, Path(mmproj_path).name, fmt,
+                        time.perf_counter() - t0, dev_lm, dev_mm, backend, "on" if extra else "off (AMX guard)",
+                        ", ".join(self.model.weight_buffers) or "?")
             return self.model
 
     def _devices(self, backend: str, ngl: int, n_layer: int) -> tuple[str, str]:
@@ -811,6 +836,7 @@ class LlamaCppEngine:
                     finish = "end"
                     break
                 n_out += 1
+                stats.token_ids.append(int(tok))
                 t_last = now
                 pending += decoder.decode(llama._model.detokenize([tok]))
                 if not started:
@@ -859,9 +885,10 @@ class StockHandlerBaseline:
 
         handler = MTMDChatHandler(clip_model_path=str(mmproj_path), verbose=False)
         threads = n_threads or physical_cores()
-        self.llama = llama_cpp.Llama(model_path=str(lm_path), n_ctx=n_ctx, n_batch=min(n_ctx, 512),
-                                     n_ubatch=min(n_ctx, 512), n_threads=threads, n_threads_batch=threads,
-                                     chat_handler=handler, verbose=False)
+        with model_params_guard(extra_buffers()):  # the same AMX guard as Iris's own loads
+            self.llama = llama_cpp.Llama(model_path=str(lm_path), n_ctx=n_ctx, n_batch=min(n_ctx, 512),
+                                         n_ubatch=min(n_ctx, 512), n_threads=threads, n_threads_batch=threads,
+                                         chat_handler=handler, verbose=False)
         eng._route_logs()
 
     def turn(self, messages: list[dict], max_tokens: int) -> tuple[str, dict]:

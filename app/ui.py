@@ -663,7 +663,9 @@ def _model_status(services: Services, name: str | None) -> str:
     if model is None:
         return f"Loaded **{name}**."
     return (f"Loaded **{name}** ({human_size(services.loaded.size) if services.loaded else ''}) · "
-            f"format `{model.chat_format}` · LM on {model.device_lm} · mmproj on {model.device_mmproj} · "
+            f"format `{model.chat_format}` · LM on {model.device_lm} · mmproj on {model.device_mmproj} "
+            f"(llama.cpp {getattr(model, 'backend', 'cpu').upper()} build"
+            f"{'' if getattr(model, 'extra_buffers', True) else ', AMX kernels off'}) · "
             f"context {model.n_ctx} · {model.image_tokens} tokens per image · up to "
             f"{model.max_images} images per message")
 

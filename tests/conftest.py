@@ -84,3 +84,14 @@ def hub(hub_pair, monkeypatch, tmp_path):
         monkeypatch.setenv("IRIS_CATALOG", str(write_catalog(tmp_path / "catalog.json", REPO, lm, mm)))
         server.lm, server.mm = lm, mm
         yield server
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Say loudly when the browser tests were skipped, and how to get them to run."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if "browser" in getattr(r, "keywords", {})]
+    if skipped:
+        terminalreporter.write_line("")
+        terminalreporter.write_line(
+            f"!!! {len(skipped)} BROWSER TESTS WERE SKIPPED: Chromium is not installed. On Debian/Ubuntu: "
+            "sudo apt-get install chromium chromium-driver (then run the tests again) !!!",
+            red=True, bold=True)

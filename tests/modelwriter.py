@@ -4,7 +4,7 @@ The files are real: llama.cpp loads them and runs them through the same code pat
 downloaded LLaVA. Facts and pitfalls: shared/research/tiny-llava-gguf.md. Shapes are checked in
 Python before anything is written, because several bad shapes abort llama.cpp's process.
 
-    python tests/modelwriter.py OUT_DIR [--preset tiny|llava-7b|small]
+    python tests/modelwriter.py OUT_DIR [--preset NAME] [--quant f32|f16|q4_0|q8_0|q4_k_m]
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class Shape:
     v_layers: int = 2
     v_heads: int = 4
     v_ff: int = 64
-    quant: str = "f32"          # LM 2-D weights: f32, f16 or q4_0
+    quant: str = "f32"          # LM 2-D weights: f32, f16, q4_0, q8_0 or q4_k_m (llama.cpp's quantizer)
     mmproj_dtype: str = "f32"   # mmproj 2-D weights: f32 or f16
     pinpoints: bool = False     # write llava-1.6 tiling keys
     chat_template: bool = True
@@ -85,9 +85,9 @@ class Shape:
             problems.append("n_vocab must hold the control, byte and ASCII tokens (354)")
         if self.v_layers < 1 or self.n_layer < 1:
             problems.append("need at least one layer on each side")
-        if self.quant == "q4_0" and (self.n_embd % 32 or self.n_ff % 32):
-            problems.append("q4_0 needs widths that are multiples of 32")
-        if self.quant not in ("f32", "f16", "q4_0") or self.mmproj_dtype not in ("f32", "f16"):
+        if self.quant in ("q4_0", "q8_0") and (self.n_embd % 32 or self.n_ff % 32):
+            problems.append(f"{self.quant} needs widths that are multiples of 32")
+        if self.quant not in LM_QUANTS or self.mmproj_dtype not in ("f32", "f16"):
             problems.append("unknown dtype")
         if problems:
             raise ValueError("bad test-model shape: " + "; ".join(problems))
@@ -97,8 +97,16 @@ class Shape:
         return (self.image_size // self.patch) ** 2
 
 
+LM_QUANTS = ("f32", "f16", "q4_0", "q8_0", "q4_k_m")
+# The formats users download, on an LM whose widths are whole Q4_K super-blocks (256), so that
+# llama.cpp's Q4_K_M recipe really writes Q4_K and Q6_K rather than falling back to Q5_0.
+_QUANT_SHAPE = Shape(n_embd=256, n_head=4, n_head_kv=4, n_ff=768, n_vocab=512)
+
 PRESETS = {
     "tiny": Shape(),
+    "q4_0": replace(_QUANT_SHAPE, quant="q4_0"),
+    "q8_0": replace(_QUANT_SHAPE, quant="q8_0"),
+    "q4_k_m": replace(_QUANT_SHAPE, quant="q4_k_m"),
     # A 0.5B-class LM with a ViT-B/16-224 encoder: small but realistic proportions.
     "small": Shape(n_embd=896, n_layer=24, n_head=14, n_head_kv=2, n_ff=4864, n_vocab=4096,
                    n_ctx=4096, image_size=224, patch=16, v_width=768, v_layers=12, v_heads=12,
@@ -152,18 +160,24 @@ class _Weights:
 
     def q4_0(self, rows: int, cols: int, scale: float = 0.02) -> np.ndarray:
         """Raw Q4_0 blocks: an f16 scale then 16 bytes of nibbles, per 32 values."""
-        key = ("q", rows, cols)
+        key = ("q", rows, cols, scale)
         if self.reuse and key in self.cache:
             return self.cache[key]
         nblk = rows * cols // 32
         out = np.empty((nblk, 18), dtype=np.uint8)
-        d = np.full(nblk, scale / 8, dtype=np.float16)  # finite, small scales: no NaNs from noise
+        # Nibbles uniform in 0..15 (value - 8) have a spread of about 4.6: d gives the weights the
+        # requested spread, as the dense writer does. Finite, small scales: no NaNs from noise.
+        d = np.full(nblk, scale / 4.6, dtype=np.float16)
         out[:, :2] = d.view(np.uint8).reshape(nblk, 2)
         out[:, 2:] = self.rng.integers(0, 256, size=(nblk, 16), dtype=np.uint8)
         out = out.reshape(rows, cols // 32 * 18)
         if self.reuse:
             self.cache[key] = out
         return out
+
+    def q8_0(self, rows: int, cols: int, scale: float = 0.02) -> np.ndarray:
+        """Q8_0 blocks from gguf-py's reference quantizer (an f16 scale and 32 int8 per block)."""
+        return gguf.quants.quantize(self.dense((rows, cols), "f32", scale), gguf.GGMLQuantizationType.Q8_0)
 
     def ones(self, n: int) -> np.ndarray:
         return np.ones(n, dtype=np.float32)
@@ -175,10 +189,20 @@ class _Weights:
 def write_lm(path: Path, s: Shape) -> Path:
     """Write the llama-architecture LM."""
     s.validate()
+    if s.quant == "q4_k_m":
+        # K-quants come from llama.cpp's own quantizer, as in the files users download.
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        from app.llamalib import quantize
+
+        f16 = write_lm(path.with_name(path.stem + "-f16.gguf"), replace(s, quant="f16"))
+        try:
+            return quantize(f16, path, "q4_k_m")
+        finally:
+            f16.unlink()
     w = _Weights(s.seed, reuse=s.n_embd >= 1024)
     wr = gguf.GGUFWriter(str(path), "llama")
     tokens, scores, types = _vocab(s.n_vocab)
-    file_type = {"q4_0": 2, "f16": 1}.get(s.quant, 0)
+    file_type = {"q4_0": 2, "q8_0": 7, "f16": 1}.get(s.quant, 0)
     lm_header(wr, name="iris-test-lm", n_ctx=s.n_ctx, n_embd=s.n_embd, n_layer=s.n_layer, n_ff=s.n_ff,
               n_head=s.n_head, n_head_kv=s.n_head_kv, file_type=file_type, tokens=tokens, scores=scores,
               types=types, chat_template=CHAT_TEMPLATE if s.chat_template else None)
@@ -188,7 +212,9 @@ def write_lm(path: Path, s: Shape) -> Path:
     def mat(name: str, n_in: int, n_out: int, scale: float = 0.02) -> None:
         # numpy shape is (n_out, n_in): the reverse of ggml's ne = [n_in, n_out]
         if s.quant == "q4_0":
-            wr.add_tensor(name, w.q4_0(n_out, n_in), raw_dtype=gguf.GGMLQuantizationType.Q4_0)
+            wr.add_tensor(name, w.q4_0(n_out, n_in, scale), raw_dtype=gguf.GGMLQuantizationType.Q4_0)
+        elif s.quant == "q8_0":
+            wr.add_tensor(name, w.q8_0(n_out, n_in, scale), raw_dtype=gguf.GGMLQuantizationType.Q8_0)
         else:
             wr.add_tensor(name, w.dense((n_out, n_in), s.quant, scale))
 
@@ -280,8 +306,11 @@ def main() -> None:
     ap.add_argument("out_dir", type=Path)
     ap.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
     ap.add_argument("--name", default=None)
+    ap.add_argument("--quant", choices=LM_QUANTS, default=None, help="the LM's weights (default: the preset's)")
     args = ap.parse_args()
     shape = PRESETS[args.preset]
+    if args.quant:
+        shape = replace(shape, quant=args.quant)
     lm, mm = write_pair(args.out_dir, shape, args.name or f"test-{args.preset}")
     for p in (lm, mm):
         print(f"{p}  {p.stat().st_size:,} bytes")
