@@ -201,7 +201,12 @@ def fetch_prebuilt(venv_py: Path, index: str, version: str,
         return None, "the index did not answer within 15 minutes"
     wheels = sorted(dest.glob("*.whl"))
     if proc.returncode != 0 or not wheels:
-        return None, _last_error(proc.stdout + proc.stderr) or f"pip exited {proc.returncode}"
+        out = proc.stdout + proc.stderr
+        if re.search(r"NewConnectionError|Failed to establish|Name or service not known|Temporary failure in "
+                     r"name resolution|ConnectTimeout|Connection refused", out):
+            # pip then also says "no matching distribution", which would hide the real cause.
+            return None, "the index cannot be reached from this machine"
+        return None, _last_error(out) or f"pip exited {proc.returncode}"
     return wheels[0], ""
 
 

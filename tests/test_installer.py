@@ -134,6 +134,7 @@ def test_unreachable_index_falls_through_quickly(real_wheel, tmp_path):
     inst = ensure_llama(py, CHOICE, say=said.append, env=_env(tmp_path, "http://127.0.0.1:9/simple"),
                         build=lambda *a, **k: built)
     assert inst.source == "built" and "no prebuilt wheel" in inst.notes[0]
+    assert "cannot be reached" in inst.notes[0]
 
 
 def test_index_defaults_and_override(monkeypatch):
