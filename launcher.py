@@ -6,7 +6,7 @@
 
 Phase 1 runs on any Python 3.10+ with the standard library only: it creates .venv beside this
 file, installs a llama-cpp-python checked for this machine's backend (from Iris's wheelhouse, a
-prebuilt wheel, or a ~5-minute build on 2 cores; app/installer.py), then Iris. Phase 2 runs inside
+prebuilt wheel, or a ~6-minute build on 2 cores; app/installer.py), then Iris. Phase 2 runs inside
 that environment.
 """
 

@@ -221,7 +221,7 @@ def build_from_source(venv_py: Path, version: str, cmake: str, *, say: Say, env:
     benv.setdefault("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2))
     cmd = [str(venv_py), "-m", "pip", "wheel", "--no-deps", "--no-cache-dir", "--no-binary", PACKAGE,
            "-w", str(out), f"{PACKAGE}=={version}"]
-    say(f"Compiling llama-cpp-python {version} with CMAKE_ARGS={cmake} (about 5 minutes on 2 cores; "
+    say(f"Compiling llama-cpp-python {version} with CMAKE_ARGS={cmake} (about 6 minutes on 2 cores; "
         f"log: {log}). It needs a C/C++ compiler and CMake.")
     rc = run_with_heartbeat(cmd, benv, say, log, "compiling llama.cpp")
     wheels = sorted(out.glob("*.whl"))
