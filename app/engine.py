@@ -525,9 +525,13 @@ class LlamaCppEngine:
             h = self._handler
             if not conv.system and h.DEFAULT_SYSTEM_MESSAGE:
                 messages = [{"role": "system", "content": h.DEFAULT_SYSTEM_MESSAGE}] + messages
-            tmpl = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(
-                h.CHAT_FORMAT)
-            text = tmpl.render(messages=messages, add_generation_prompt=True, self=h,
+            if "system" not in h.CHAT_FORMAT:
+                messages = _fold_system(messages)
+            # Jinja reserves `self` (the template's own blocks): render(self=...) is a TypeError, so
+            # the handler's templates that read self.DEFAULT_SYSTEM_MESSAGE get it as `handler`.
+            source = re.sub(r"\bself\.", "handler.", h.CHAT_FORMAT)
+            tmpl = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(source)
+            text = tmpl.render(messages=messages, add_generation_prompt=True, handler=h,
                                eos_token=self._llama.detokenize([self._llama.token_eos()]).decode(
                                    errors="ignore"))
         for i in range(len(images)):
@@ -934,6 +938,19 @@ def _held_back(text: str, stops: list[str]) -> int:
                 best = max(best, n)
                 break
     return best
+
+
+def _fold_system(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For templates with no system role (Moondream, Llama-3-Vision-Alpha): the system text leads the first question."""
+    system = "\n".join(m["content"] for m in messages if m["role"] == "system")
+    rest = [dict(m) for m in messages if m["role"] != "system"]
+    for m in rest:
+        if system and m["role"] == "user":
+            m["content"] = [dict(p) for p in m["content"]]
+            text = next(p for p in m["content"] if p["type"] == "text")
+            text["text"] = f"{system}\n\n{text['text']}"
+            break
+    return rest
 
 
 def _openai_messages(conv: Conversation) -> list[dict[str, Any]]:
