@@ -37,7 +37,7 @@ from app.errors import (
     UnsupportedImage,
 )
 from app.ggufinfo import LMSummary, MMProjSummary, PairInfo, check_pair
-from app.llamalib import extra_buffers_allowed, model_params_guard
+from app.llamalib import extra_buffers_allowed, model_params_guard, system_info
 
 logger = logging.getLogger(__name__)
 llama_log = logging.getLogger("app.engine.llama")
@@ -354,7 +354,7 @@ class LlamaCppEngine:
 
         if not llama_cpp.llama_supports_gpu_offload():
             return "cpu"
-        info = llama_cpp.llama_print_system_info().decode(errors="replace").upper()
+        info = system_info().upper()
         if "CUDA" in info:
             return "cuda"
         if "METAL" in info or sys.platform == "darwin":

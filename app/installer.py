@@ -125,7 +125,7 @@ def ensure_llama(venv_py: Path, choice: Choice, *, say: Say, env: Mapping[str, s
 
     cached = sorted(house.glob("*.whl")) if house.is_dir() else []
     for wheel in cached:
-        probe, why = _install_and_probe(venv_py, wheel, root, env, say)
+        probe, why = _install_and_probe(venv_py, wheel, root, env)
         if probe is not None:
             say(f"llama-cpp-python {version} ({choice.backend}) installed from Iris's wheelhouse: {wheel}")
             return _record(venv_py, Installed(choice.backend, key, "wheelhouse", str(wheel), choice.cmake_args,
@@ -142,7 +142,7 @@ def ensure_llama(venv_py: Path, choice: Choice, *, say: Say, env: Mapping[str, s
                 notes.append(f"no prebuilt wheel from {index}: {why}")
                 say(f"No usable prebuilt wheel there ({why}).")
                 continue
-            probe, why = _install_and_probe(venv_py, wheel, root, env, say)
+            probe, why = _install_and_probe(venv_py, wheel, root, env)
             if probe is None:
                 notes.append(f"prebuilt wheel {wheel.name} from {index} refused: {why}")
                 say(f"The prebuilt wheel {wheel.name} failed its check ({why}); it is not used.")
@@ -167,7 +167,7 @@ def ensure_llama(venv_py: Path, choice: Choice, *, say: Say, env: Mapping[str, s
             notes.append(f"{attempt.backend} build failed: {exc}")
             say(f"The {attempt.backend} build failed ({exc}); building for the CPU instead.")
             continue
-        probe, why = _install_and_probe(venv_py, wheel, root, env, say)
+        probe, why = _install_and_probe(venv_py, wheel, root, env)
         if probe is None:
             _uninstall(venv_py, env)
             if attempt is attempts[-1]:
@@ -273,8 +273,7 @@ def probe_install(venv_py: Path, root: Path, env: Mapping[str, str]) -> tuple[di
     return None, _last_error(proc.stdout + proc.stderr) or f"the test process exited {proc.returncode}"
 
 
-def _install_and_probe(venv_py: Path, wheel: Path, root: Path, env: Mapping[str, str],
-                       say: Say) -> tuple[dict | None, str]:
+def _install_and_probe(venv_py: Path, wheel: Path, root: Path, env: Mapping[str, str]) -> tuple[dict | None, str]:
     base = [str(venv_py), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     proc = subprocess.run([*base, "--force-reinstall", "--no-deps", str(wheel)], capture_output=True, text=True,
                           env=dict(env))
