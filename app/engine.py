@@ -38,6 +38,8 @@ from app.errors import (
 )
 from app.ggufinfo import LMSummary, MMProjSummary, PairInfo, check_pair
 from app.llamalib import extra_buffers_allowed, model_params_guard, system_info
+from app.images import plain_image
+from app.prompts import RENDERERS, render_template
 
 logger = logging.getLogger(__name__)
 llama_log = logging.getLogger("app.engine.llama")
@@ -46,6 +48,7 @@ llama_log = logging.getLogger("app.engine.llama")
 CHAT_HANDLERS = {
     "llava-1-5": "Llava15ChatHandler",
     "llava-1-6": "Llava16ChatHandler",
+    "llava-1-6-mistral": "Llava16ChatHandler",
     "moondream": "MoondreamChatHandler",
     "nanollava": "NanoLlavaChatHandler",
     "llama-3-vision-alpha": "Llama3VisionAlphaChatHandler",
@@ -55,13 +58,9 @@ CHAT_HANDLERS = {
 }
 # Images one message may carry, per chat format (the catalog can say otherwise per model).
 MAX_IMAGES = {
-    "llava-1-5": 4, "llava-1-6": 4, "moondream": 1, "nanollava": 1, "llama-3-vision-alpha": 1,
+    "llava-1-5": 4, "llava-1-6": 4, "llava-1-6-mistral": 4, "moondream": 1, "nanollava": 1, "llama-3-vision-alpha": 1,
     "minicpm-v-2.6": 4, "qwen2.5-vl": 8, "mtmd": 8,
 }
-VICUNA_SYSTEM = (
-    "A chat between a curious human and an artificial intelligence assistant. "
-    "The assistant gives helpful, detailed, and polite answers to the human's questions."
-)
 _IMAGE_URL = "iris-image://{}"
 
 
@@ -80,7 +79,9 @@ def select_chat_format(lm: LMSummary, mm: MMProjSummary) -> str:
         if arch == "llama" and "llama-3" in name.replace(" ", "-"):
             return "llama-3-vision-alpha"
         if arch == "llama":
-            return "llava-1-6" if mm.has_pinpoints else "llava-1-5"
+            if mm.has_pinpoints:
+                return "llava-1-6-mistral" if "mistral" in name else "llava-1-6"
+            return "llava-1-5"
     if lm.chat_template:
         return "mtmd"
     raise ModelLoadFailed(
@@ -431,11 +432,15 @@ class LlamaCppEngine:
                 lm_path=Path(lm_path), mmproj_path=Path(mmproj_path), chat_format=fmt, n_ctx=ctx,
                 n_gpu_layers=ngl, n_threads=threads, device_lm=dev_lm, device_mmproj=dev_mm,
                 max_images=max_images or MAX_IMAGES[fmt],
-                image_tokens=(pair.mmproj.image_size // pair.mmproj.patch_size) ** 2, pair=pair,
+                image_tokens=0, pair=pair,
                 backend=backend, extra_buffers=extra,
                 weight_buffers=tuple(dict.fromkeys(m.group(1) for m in map(_LogSink.BUFFER_RE.search, lines)
                                                    if m)),
             )
+            # What an image costs, measured by llama.cpp's own preprocessing (tiles, slices, merges and
+            # wrappers differ per family): a picture of the encoder's native size.
+            side = pair.mmproj.image_size
+            self.model.image_tokens = self._image_cost_locked(plain_image(side, side))
             logger.info("loaded %s + %s as %s in %.2f s (LM on %s, mmproj on %s; %s backend, extra buffer "
                         "types %s, weights in %s)", Path(lm_path).name, Path(mmproj_path).name, fmt,
                         time.perf_counter() - t0, dev_lm, dev_mm, backend, "on" if extra else "off (AMX guard)",
@@ -497,43 +502,33 @@ class LlamaCppEngine:
 
         marker = mtmd_cpp.mtmd_default_marker().decode()
         images = [img for t in conv.turns for img in t.images]
-        if self.model.chat_format == "llava-1-5":
-            return _render_vicuna(conv, marker), images
+        fmt = self.model.chat_format
+        if fmt in RENDERERS:
+            return RENDERERS[fmt](conv, marker), images
+        llama, h = self._llama, self._handler
+        if fmt == "mtmd":
+            try:
+                # BOS comes from mtmd's tokenizer (add_special), so a template's {{ bos_token }} stays empty.
+                text = render_template(h._get_chat_template(llama), conv, marker,
+                                       eos=h._decode_token_piece(llama.detokenize([llama.token_eos()])))
+            except ValueError as exc:
+                raise ModelLoadFailed(f"{self.model.lm_path.name}: {exc}. Choose the model's dedicated chat "
+                                      "format instead of 'mtmd'.") from None
+            return text, images
+        # The remaining handler formats (Llama-3-vision-alpha) render with llama-cpp-python's template.
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
         messages = _openai_messages(conv)
-        if self.model.chat_format == "mtmd":
-            h, llama = self._handler, self._llama
-            from jinja2.sandbox import ImmutableSandboxedEnvironment
-            import jinja2.ext
-
-            env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                                extensions=[jinja2.ext.loopcontrols])
-            env.filters.setdefault("tojson", lambda v, **kw: __import__("json").dumps(v, **kw))
-            tmpl = env.from_string(h._get_chat_template(llama))
-
-            def raise_exception(message: str) -> None:
-                raise ValueError(message)
-
-            text = tmpl.render(
-                messages=h._get_template_messages(messages, marker), add_generation_prompt=True,
-                eos_token=h._decode_token_piece(llama.detokenize([llama.token_eos()])),
-                bos_token=h._decode_token_piece(llama.detokenize([llama.token_bos()])),
-                raise_exception=raise_exception,
-            )
-        else:
-            from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-            h = self._handler
-            if not conv.system and h.DEFAULT_SYSTEM_MESSAGE:
-                messages = [{"role": "system", "content": h.DEFAULT_SYSTEM_MESSAGE}] + messages
-            if "system" not in h.CHAT_FORMAT:
-                messages = _fold_system(messages)
-            # Jinja reserves `self` (the template's own blocks): render(self=...) is a TypeError, so
-            # the handler's templates that read self.DEFAULT_SYSTEM_MESSAGE get it as `handler`.
-            source = re.sub(r"\bself\.", "handler.", h.CHAT_FORMAT)
-            tmpl = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(source)
-            text = tmpl.render(messages=messages, add_generation_prompt=True, handler=h,
-                               eos_token=self._llama.detokenize([self._llama.token_eos()]).decode(
-                                   errors="ignore"))
+        if not conv.system and h.DEFAULT_SYSTEM_MESSAGE:
+            messages = [{"role": "system", "content": h.DEFAULT_SYSTEM_MESSAGE}] + messages
+        if "system" not in h.CHAT_FORMAT:
+            messages = _fold_system(messages)
+        # Jinja reserves `self` (the template's own blocks): render(self=...) is a TypeError, so
+        # the handler's templates that read self.DEFAULT_SYSTEM_MESSAGE get it as `handler`.
+        source = re.sub(r"\bself\.", "handler.", h.CHAT_FORMAT)
+        tmpl = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(source)
+        text = tmpl.render(messages=messages, add_generation_prompt=True, handler=h,
+                           eos_token=llama.detokenize([llama.token_eos()]).decode(errors="ignore"))
         for i in range(len(images)):
             text = text.replace(_IMAGE_URL.format(i), marker)
         return text, images
@@ -620,6 +615,22 @@ class LlamaCppEngine:
                 M.mtmd_bitmap_free(b)
         return units
 
+    def image_cost(self, image: Any) -> int:
+        """Context cells one image takes with the loaded model (all its tiles or slices), without encoding it."""
+        with self._lock:
+            if self.model is None:
+                raise NoModelLoaded("No model is loaded. Pick a model first.")
+            return self._image_cost_locked(image)
+
+    def _image_cost_locked(self, image: Any) -> int:
+        from llama_cpp import mtmd_cpp as M
+
+        units, _, chunks, bitmaps = self._tokenize(M.mtmd_default_marker().decode(), [image])
+        M.mtmd_input_chunks_free(chunks)
+        for b in bitmaps:
+            M.mtmd_bitmap_free(b)
+        return sum(u[1] for u in units if isinstance(u, tuple))
+
     def count_tokens(self, conv: Conversation) -> int:
         """Context cells the conversation's prompt takes (text tokens + image tokens); nothing is evaluated."""
         return sum(u[1] if isinstance(u, tuple) else 1 for u in self.prompt_units(conv))
@@ -674,6 +685,7 @@ class LlamaCppEngine:
                 raise ContextTooLong(f"The prompt could not be split into text and images (code {rc}).")
             units: list[Any] = []
             chunk_at: dict[int, Any] = {}
+            last_id, run = None, 0
             for i in range(M.mtmd_input_chunks_size(chunks)):
                 c = M.mtmd_input_chunks_get(chunks, i)
                 if M.mtmd_input_chunk_get_type(c) == M.MTMD_INPUT_CHUNK_TYPE_TEXT:
@@ -682,6 +694,11 @@ class LlamaCppEngine:
                     units.extend(ptr[j] for j in range(n.value))
                 else:
                     cid = (M.mtmd_input_chunk_get_id(c) or b"").decode()
+                    # Tiled images (LLaVA-1.6, MiniCPM-V, SmolVLM) give one chunk per tile, all with the
+                    # image's id: the tile's place in the run of that id keeps their embeddings apart.
+                    run = run + 1 if cid == last_id else 0
+                    last_id = cid
+                    cid = f"{cid}#{run}"
                     chunk_at[len(units)] = c
                     units.append((cid, M.mtmd_input_chunk_get_n_tokens(c), M.mtmd_input_chunk_get_n_pos(c)))
             return units, chunk_at, chunks, bitmaps
@@ -722,6 +739,13 @@ class LlamaCppEngine:
             if k == len(new):
                 k -= 1  # the last token must be evaluated again for fresh logits
             keep = _Session(new[:k]).pos()
+            n_swa = L.llama_model_n_swa(llama._model.model)
+            if n_swa > 0 and keep > 0 and L.llama_memory_seq_pos_min(mem, 0) > max(0, keep - n_swa):
+                # A sliding-window cache (Gemma 3) has already dropped the cells that the kept prefix's
+                # last window needs; reusing it would answer from a truncated context (as llama-server).
+                L.llama_memory_clear(mem, True)
+                sess.units, llama.n_tokens = [], 0
+                k, keep = 0, 0
             if k < len(sess.units):
                 if not L.llama_memory_seq_rm(mem, 0, keep, -1):
                     L.llama_memory_clear(mem, True)
@@ -874,8 +898,13 @@ class LlamaCppEngine:
 
     def _stop_strings(self) -> list[str]:
         assert self.model is not None
-        if self.model.chat_format in ("llava-1-5", "llava-1-6"):
+        fmt = self.model.chat_format
+        if fmt in ("llava-1-5", "llava-1-6"):
             return ["</s>", "USER:"]
+        if fmt == "llava-1-6-mistral":
+            return ["</s>", "[INST]"]
+        if fmt == "moondream":
+            return ["<|endoftext|>", "\n\nQuestion:"]
         return []
 
 
@@ -970,18 +999,6 @@ def _openai_messages(conv: Conversation) -> list[dict[str, Any]]:
         else:
             msgs.append({"role": "assistant", "content": turn.text})
     return msgs
-
-
-def _render_vicuna(conv: Conversation, marker: str) -> str:
-    """LLaVA-1.5's conv_vicuna_v1: 'SYSTEM USER: <image>\\nQ ASSISTANT: A</s>USER: ...'."""
-    out = (conv.system or VICUNA_SYSTEM) + " "
-    for turn in conv.turns:
-        if turn.role == "user":
-            imgs = "".join(marker + "\n" for _ in turn.images)
-            out += f"USER: {imgs}{turn.text} "
-        else:
-            out += f"ASSISTANT: {turn.text}</s>"
-    return out + "ASSISTANT:"
 
 
 __all__ = ["LlamaCppEngine", "StockHandlerBaseline", "LoadedModel", "select_chat_format", "CHAT_HANDLERS", "physical_cores",

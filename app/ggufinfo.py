@@ -289,12 +289,16 @@ def check_lm(info: GGUFInfo) -> LMSummary:
 
 # Projector types whose graphs read mm.0 and mm.2 (LLaVA-1.5/1.6 MLP and relatives).
 _MLP_PROJECTORS = {"mlp", "mlp_norm"}
-# Tensor whose ne[1] is the projector's output width, per projector type (from clip.cpp).
+# Tensor and dimension (ggml ne order) that give the projector's output width, per projector type:
+# clip_n_mmproj_embd in clip.cpp.
 _OUT_TENSOR = {
-    "mlp": "mm.2.weight", "mlp_norm": "mm.2.weight", "qwen2vl_merger": "mm.2.weight",
-    "qwen2.5vl_merger": "mm.2.weight", "gemma3": "mm.input_projection.weight",
-    "idefics3": "mm.model.fc.weight", "pixtral": "mm.2.weight", "internvl": "mm.model.mlp.3.weight",
+    "mlp": ("mm.2.weight", 1), "mlp_norm": ("mm.2.weight", 1), "qwen2vl_merger": ("mm.2.weight", 1),
+    "qwen2.5vl_merger": ("mm.2.weight", 1), "gemma3": ("mm.input_projection.weight", 0),
+    "idefics3": ("mm.model.fc.weight", 1), "pixtral": ("mm.2.weight", 1),
+    "internvl": ("mm.model.mlp.3.weight", 1), "resampler": ("resampler.proj.weight", 0),
 }
+# Projectors whose encoders place patches by rotary positions (M-RoPE), with no learned position table.
+_ROPE_ENCODERS = {"qwen2vl_merger", "qwen2.5vl_merger", "qwen3vl_merger", "pixtral"}
 
 
 def check_mmproj(info: GGUFInfo) -> MMProjSummary:
@@ -328,7 +332,7 @@ def check_mmproj(info: GGUFInfo) -> MMProjSummary:
             f"{info.path.name} is malformed: {heads} vision heads do not divide its width {width}."
         )
     # Each of these missing makes clip.cpp segfault rather than fail.
-    need = ["v.patch_embd.weight", "v.position_embd.weight"]
+    need = ["v.patch_embd.weight"] + ([] if ptype in _ROPE_ENCODERS else ["v.position_embd.weight"])
     for i in range(blocks):
         need += [f"v.blk.{i}.attn_q.weight", f"v.blk.{i}.attn_k.weight", f"v.blk.{i}.attn_v.weight",
                  f"v.blk.{i}.attn_out.weight", f"v.blk.{i}.ffn_up.weight", f"v.blk.{i}.ffn_down.weight"]
@@ -347,8 +351,9 @@ def check_mmproj(info: GGUFInfo) -> MMProjSummary:
         mm2 = info.tensors["mm.2.weight"].shape
         if len(mm2) < 2 or info.tensors["mm.0.weight"].shape[-1] != mm2[0]:
             raise BadModelFile(f"{info.path.name} is malformed: its projector layers do not fit together.")
-    out_t = info.tensors.get(_OUT_TENSOR.get(ptype, ""))
-    out_width = out_t.shape[1] if out_t is not None and len(out_t.shape) >= 2 else None
+    out_name, out_dim = _OUT_TENSOR.get(ptype, ("", 1))
+    out_t = info.tensors.get(out_name)
+    out_width = out_t.shape[out_dim] if out_t is not None and len(out_t.shape) >= 2 else None
     return MMProjSummary(
         projector_type=ptype,
         out_width=out_width,

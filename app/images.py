@@ -83,3 +83,10 @@ def _flatten(img: Image.Image) -> Image.Image:
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, rgba).convert("RGB")
     return img.convert("RGB")
+
+
+def plain_image(width: int, height: int, colour: tuple[int, int, int] = (128, 128, 128)) -> PreparedImage:
+    """A one-colour image of the given size (for measuring what an image of that size costs a model)."""
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), colour).save(buf, format="PNG")
+    return prepare_image(buf.getvalue(), f"plain-{width}x{height}.png")

@@ -5,6 +5,9 @@ downloaded LLaVA. Facts and pitfalls: shared/research/tiny-llava-gguf.md. Shapes
 Python before anything is written, because several bad shapes abort llama.cpp's process.
 
     python tests/modelwriter.py OUT_DIR [--preset NAME] [--quant f32|f16|q4_0|q8_0|q4_k_m]
+
+NAME is a shape below (tiny, small, llava-7b, q4_0, q8_0, q4_k_m) or a catalog family (llava-1.5,
+llava-1.6, moondream, nanollava, minicpm-v, qwen2-vl, qwen2.5-vl, gemma-3, smolvlm: tests/families.py).
 """
 
 from __future__ import annotations
@@ -304,10 +307,19 @@ def corrupt_copy(src: Path, dst: Path, how: str) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out_dir", type=Path)
-    ap.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
+    from families import FAMILIES, write_family_pair
+
+    ap.add_argument("--preset", choices=sorted(PRESETS) + sorted(FAMILIES), default="tiny")
     ap.add_argument("--name", default=None)
     ap.add_argument("--quant", choices=LM_QUANTS, default=None, help="the LM's weights (default: the preset's)")
     args = ap.parse_args()
+    if args.preset in FAMILIES:
+        fam = FAMILIES[args.preset]
+        if args.quant:
+            fam = replace(fam, quant=args.quant)
+        for p in write_family_pair(args.out_dir, fam, args.name):
+            print(f"{p}  {p.stat().st_size:,} bytes")
+        return
     shape = PRESETS[args.preset]
     if args.quant:
         shape = replace(shape, quant=args.quant)
