@@ -214,3 +214,12 @@ def test_llava_next_tiling_follows_the_grid_pinpoints(tmp_path_factory, size):
         assert eng.image_cost(prepare_image(img)) == n * per_tile
     finally:
         eng.close()
+
+
+def test_llava_next_mistral_prompt_is_mistral_instruct():
+    from app.prompts import mistral_instruct
+
+    conv = Conversation(system="Be brief.", turns=[Turn("user", "what colour?", [object()]), Turn("assistant", "red."),
+                                                    Turn("user", "and now?")])
+    assert mistral_instruct(conv, M) == (f"[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\n{M}\nwhat colour? [/INST] red.</s>"
+                                         "[INST] and now? [/INST]")
