@@ -58,6 +58,20 @@ class ModelSpec:
     quants: tuple[Quant, ...]
     kv_bytes_per_token: int
     note: str | None = None
+    image_tokens_min: int | None = None  # set where the cost depends on the image (tiles, slices, dynamic size)
+    image_size: int | None = None        # the encoder's native side in pixels; None: dynamic resolution
+
+    def image_facts(self) -> str:
+        """What one image costs this model, in words: '336 px · 576 tokens per image'."""
+        if self.image_tokens is None:
+            cost = "a varying number of tokens per image"
+        elif self.image_tokens_min:
+            cost = f"{self.image_tokens_min:,}–{self.image_tokens:,} tokens per image (more for larger images)"
+        else:
+            cost = f"{self.image_tokens:,} tokens per image"
+        size = f"{self.image_size} px" + (" tiles" if self.image_tokens_min and self.image_size else "") \
+            if self.image_size else "any resolution (28 px per token)"
+        return f"{size} · {cost} · up to {self.images_per_message} image{'s' if self.images_per_message != 1 else ''} per message"
 
     def quant(self, name: str | None = None) -> Quant:
         """The named quantization (case-insensitive), or the first one listed."""

@@ -46,6 +46,24 @@ class Usage:
 
 
 @dataclass
+class AttachmentCost:
+    """Image tokens of a message before it is sent, and where the context will stand after it."""
+
+    per_image: list[int]
+    used: int      # context cells after the last reply (0 for a new chat)
+    size: int      # the loaded model's context
+    max_images: int
+
+    @property
+    def total(self) -> int:
+        return sum(self.per_image)
+
+    @property
+    def after(self) -> int:
+        return self.used + self.total
+
+
+@dataclass
 class Services:
     """The app's services, built once by the CLI and handed to the UI."""
 
@@ -58,6 +76,7 @@ class Services:
     history: object | None = None  # app.history.History; None for the one-shot CLI
     settings: Settings = field(default_factory=Settings)
     notice: str = ""  # said to the user after a reply, e.g. that old turns were left out
+    _costs: dict = field(default_factory=dict, repr=False)  # (image sha256, model) -> image tokens
 
     # -- models ----------------------------------------------------------------------------------------
 
@@ -66,7 +85,12 @@ class Services:
         pair = self.store.find(name)
         if self.loaded == pair:
             return pair
-        self.engine.load(pair.lm, pair.mmproj, chat_format=pair.chat_format, **self.load_options)
+        options = dict(self.load_options)
+        spec = self._spec(pair.catalog_id)
+        if spec is not None:
+            # The catalog knows what the model was trained to take per message; the chat format's default does not.
+            options.setdefault("max_images", spec.images_per_message)
+        self.engine.load(pair.lm, pair.mmproj, chat_format=pair.chat_format, **options)
         self.loaded = pair
         if self.history is not None:
             self.update_settings(last_model=pair.name)
@@ -78,6 +102,30 @@ class Services:
         self.loaded = ModelPair(name=lm.stem, lm=lm, mmproj=mmproj,
                                 size=lm.stat().st_size + mmproj.stat().st_size)
         return self.loaded
+
+    def _spec(self, catalog_id: str | None) -> ModelSpec | None:
+        if not catalog_id or catalog_id == "demo":
+            return None
+        try:
+            return next((s for s in self.catalog()[1] if s.id == catalog_id), None)
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def attachment_cost(self, cid: str | None, images: list[PreparedImage]) -> AttachmentCost | None:
+        """What the images about to be sent will cost the loaded model, and the context after sending."""
+        model = getattr(self.engine, "model", None)
+        cost_of = getattr(self.engine, "image_cost", None)
+        if model is None or cost_of is None or not images:
+            return None
+        per_image = []
+        for img in images:
+            key = (img.sha256, id(model))
+            if key not in self._costs:
+                self._costs[key] = int(cost_of(img))
+            per_image.append(self._costs[key])
+        usage = self.usage(cid) if cid and self.history is not None else None
+        return AttachmentCost(per_image, usage.used if usage else 0, int(getattr(model, "n_ctx", 0)),
+                              int(getattr(model, "max_images", 0)))
 
     def catalog(self) -> tuple[dict[str, str], list[ModelSpec]]:
         """The recommended picks and the catalog entries (read each time: it is small)."""

@@ -145,6 +145,22 @@ def gauge_html(usage: Any) -> str:
             f"image{'s' if usage.images != 1 else ''}{warn}</span></div>")
 
 
+def attachment_line(cost: Any) -> str:
+    """Under the input box: what the attached images cost before they are sent."""
+    if cost is None or not cost.per_image:
+        return ""
+    n = len(cost.per_image)
+    each = " + ".join(f"{c:,}" for c in cost.per_image)
+    line = f"{n} image{'s' if n != 1 else ''}: {each}{f' = {cost.total:,}' if n > 1 else ''} tokens"
+    if cost.size:
+        line += f" · context after sending ≈ {cost.after:,} of {cost.size:,} tokens, plus your question"
+    if cost.max_images and n > cost.max_images:
+        return f"⚠️ {line}. This model takes at most {cost.max_images} per message."
+    if cost.size and cost.after > cost.size:
+        return f"⚠️ {line}: that does not fit; older messages will be left out, or remove an image."
+    return line
+
+
 def _values(choices: list[Any]) -> list[str]:
     return [c[1] if isinstance(c, tuple) else c for c in choices]
 
@@ -208,8 +224,7 @@ def catalog_details(services: Services, spec_id: str | None, quant: str | None) 
     return (f"**{spec.name}** ({spec.family}) — {spec.good_for}\n\n"
             f"Download {human_size(q.size)} (`{q.lm.file}` + `{q.mmproj.file}` from `{spec.repo}`) · "
             f"needs about {human_size(spec.memory_needed(q))} of memory · context {spec.context_length} · "
-            f"{spec.image_tokens or 'varying'} tokens per image · up to {spec.images_per_message} images "
-            f"per message · licence: {lic} · SHA-256 {sha}.{note}")
+            f"{spec.image_facts()} · licence: {lic} · SHA-256 {sha}.{note}")
 
 
 def downloads_html(jobs: list) -> str:
@@ -309,6 +324,16 @@ def build_ui(services: Services) -> gr.Blocks:
     def search_convs(text: str, cid: str | None) -> Any:
         convs = conv_choices(text)
         return gr.update(choices=convs, value=cid if any(c[1] == cid for c in convs) else None)
+
+    def preview_cost(message: dict, cid: str | None) -> str:
+        files = [f if isinstance(f, str) else f.get("path") for f in (message or {}).get("files", [])]
+        if not files:
+            return ""
+        try:
+            images = [prepare_image(p, name=Path(p).name) for p in files]
+            return attachment_line(services.attachment_cost(cid, images))
+        except AppError as exc:
+            return f"⚠️ {exc}"
 
     @shows_app_errors
     def add_user_turn(message: dict, cid: str | None, system: str) -> tuple[Any, ...]:
@@ -556,6 +581,7 @@ def build_ui(services: Services) -> gr.Blocks:
                     placeholder="Ask about an image: drop, paste or pick one (several are fine)…",
                     show_label=False, elem_id="iris-input",
                 )
+                cost_line = gr.Markdown("", elem_id="iris-image-cost")
                 with gr.Row():
                     stop_btn = gr.Button("Stop", variant="stop", elem_id="iris-stop", size="sm")
                     regen_btn = gr.Button("Regenerate", elem_id="iris-regenerate", size="sm")
@@ -615,6 +641,7 @@ def build_ui(services: Services) -> gr.Blocks:
         new_btn.click(new_chat, None, [conv_list, cid_state, *view, notice])
         chatbot.clear(new_chat, None, [conv_list, cid_state, *view, notice])  # the bin icon: a fresh chat
         search.change(search_convs, [search, cid_state], conv_list, show_progress="hidden")
+        box.change(preview_cost, [box, cid_state], cost_line, show_progress="hidden", trigger_mode="always_last")
         box.submit(add_user_turn, [box, cid_state, system], [cid_state, chatbot, index_state, box, conv_list,
                                                               accepted]).then(
             respond, [cid_state, accepted], [chatbot, index_state, gauge, notice])
@@ -666,7 +693,7 @@ def _model_status(services: Services, name: str | None) -> str:
             f"format `{model.chat_format}` · LM on {model.device_lm} · mmproj on {model.device_mmproj} "
             f"(llama.cpp {getattr(model, 'backend', 'cpu').upper()} build"
             f"{'' if getattr(model, 'extra_buffers', True) else ', AMX kernels off'}) · "
-            f"context {model.n_ctx} · {model.image_tokens} tokens per image · up to "
+            f"context {model.n_ctx} · {model.image_tokens} tokens for a picture at the encoder's size · up to "
             f"{model.max_images} images per message")
 
 

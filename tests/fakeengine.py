@@ -36,6 +36,9 @@ class FakeEngine:
         self.model = FakeModel()
         return self.model
 
+    def image_cost(self, image: object) -> int:
+        return self.model.image_tokens if self.model else 16
+
     def count_tokens(self, conv: Conversation) -> int:
         return sum(len(t.text.split()) + 16 * len(t.images) for t in conv.turns)
 

@@ -74,6 +74,9 @@ def test_drop_ask_stream_stop_regenerate_edit_reload_export(app, images, tmp_pat
         load_model(pg)
         drop_files(pg, "#iris-chat", [images["red"]])
         pg.locator("#iris-input img").first.wait_for(timeout=10000)  # a thumbnail before sending
+        # The image's cost is shown before sending, from the engine's own figure.
+        pg.locator("#iris-image-cost", has_text="1 image: 16 tokens").wait_for(timeout=10000)
+        shot(pg, "chat-image-cost-before-sending")
         ask(pg, "What colour is this?")
         pg.locator("#iris-chat .bot-row", has_text="A red square.").wait_for(timeout=20000)
         pg.get_by_text("first token", exact=False).first.wait_for(timeout=10000)

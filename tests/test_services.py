@@ -122,3 +122,42 @@ def test_settings_follow_the_user(models_dir):
     s.history.close()
     again.history.close()
     assert isinstance(History, type)
+
+
+def test_attachment_cost_before_sending_uses_the_engine_figures(engine, images, tmp_path):
+    from app.images import prepare_image
+    from app.services import Services
+    from app.store import ModelStore
+    from app.ui import attachment_line
+
+    services = Services(engine=engine, store=ModelStore(tmp_path))
+    red, blue = prepare_image(images["red"]), prepare_image(images["blue"])
+    cost = services.attachment_cost(None, [red, blue])
+    assert cost.per_image == [16, 16] and cost.total == 32 and cost.size == engine.model.n_ctx
+    assert attachment_line(cost).startswith("2 images: 16 + 16 = 32 tokens")
+    cost.size = 20
+    assert "does not fit" in attachment_line(cost)
+    assert services.attachment_cost(None, []) is None
+
+
+def test_a_catalog_model_loads_with_the_catalog_image_limit(tiny_pair, tmp_path):
+    import json
+    import shutil
+
+    from app.services import build_services
+    from app.store import MANIFEST
+    from fakeengine import FakeEngine
+
+    d = tmp_path / "models" / "moondream2-F16"
+    d.mkdir(parents=True)
+    files = []
+    for role, src in (("lm", tiny_pair[0]), ("mmproj", tiny_pair[1])):
+        shutil.copy(src, d / src.name)
+        files.append({"role": role, "file": src.name, "size": src.stat().st_size})
+    (d / MANIFEST).write_text(json.dumps({"files": files, "catalog_id": "moondream2", "chat_format": "moondream"}))
+    engine = FakeEngine()
+    seen = {}
+    engine.load = lambda lm, mm, **kw: seen.update(kw) or setattr(engine, "model", object())
+    services = build_services(tmp_path / "models", engine=engine)
+    services.load(services.store.pairs()[0].name)
+    assert seen["max_images"] == 1  # Moondream2 takes one image per message (catalog), not the format default
