@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import json
 import math
 import sys
@@ -18,6 +19,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 from app.backend import cpu_flags, library_has_amx, use_extra_buffers
 
@@ -61,12 +64,23 @@ def model_params_guard(extra_buffers: bool) -> Iterator[None]:
         lib.llama_model_default_params = original
 
 
+_QUANT_LOG_CB: Any = None  # kept alive: llama.cpp holds the pointer
+
+
 def quantize(src: Path, dst: Path, kind: str, threads: int = 1) -> Path:
     """Write src re-quantized as kind (q4_0, q8_0, q4_k_m, ...) with llama.cpp's own quantizer."""
     import llama_cpp
 
     if kind not in QUANT_FTYPES:
         raise ValueError(f"unknown quantization {kind!r}; one of {', '.join(QUANT_FTYPES)}")
+    global _QUANT_LOG_CB
+    if _QUANT_LOG_CB is None:
+        # The quantizer reports every tensor; that belongs in the log file, not on the terminal.
+        def _to_log(_level: int, text: bytes, _user: Any) -> None:
+            logger.debug("llama.cpp: %s", text.decode("utf-8", "replace").rstrip())
+
+        _QUANT_LOG_CB = llama_cpp.llama_log_callback(_to_log)
+    llama_cpp.llama_log_set(_QUANT_LOG_CB, ctypes.c_void_p(0))
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = QUANT_FTYPES[kind]
     params.nthread = threads

@@ -109,11 +109,13 @@ class Family:
     specials: tuple[str, ...] = ()
     normals: tuple[str, ...] = ()  # plain pieces mtmd looks up by text ("\n\n")
     chat_template: str | None = None
-    quant: str = "q4_0"          # the LM's weights; the catalog ships Q4_K_M/Q8_0/F16
-    n_embd: int = 128
+    # The LM's weights as the catalog ships them: Q4_K_M (llama.cpp's own quantizer, on widths that are
+    # whole 256-value super-blocks so that it really writes Q4_K/Q6_K), F16 for Moondream and nanoLLaVA.
+    quant: str = "q4_k_m"
+    n_embd: int = 256
     n_head: int = 4
     n_head_kv: int = 2
-    n_ff: int = 256
+    n_ff: int = 512
     n_layer: int = 2
     image_size: int = 32
     patch: int = 8
@@ -137,7 +139,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
            add_bos=False, multi_image=False, quant="f16", n_head_kv=4),
     # nanoLLaVA: Qwen1.5-0.5B (qwen2 arch, qkv biases) + SigLIP + MLP, ChatML; one image.
     Family("nanollava", "qwen2", "mlp", encoder="siglip", bos="<|endoftext|>", eos="<|im_end|>",
-           add_bos=False, specials=CHATML, multi_image=False, quant="f16"),
+           add_bos=False, specials=CHATML, multi_image=False, quant="f16", seed=1),
     # MiniCPM-V 2.6: Qwen2-7B + SigLIP + a resampler to 64 queries (d_head 128 fixed, so n_embd 128);
     # slices larger images, each slice wrapped in <slice></slice>.
     Family("minicpm-v", "qwen2", "resampler", encoder="siglip", bos="<|endoftext|>", eos="<|im_end|>",
