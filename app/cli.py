@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import socket
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from app import config
 from app.chat import Conversation, GenParams, Turn
 from app.errors import AppError
 from app.store import human_size
+from app.webguard import is_loopback, new_key
 
 logger = logging.getLogger(__name__)
 
@@ -28,11 +30,6 @@ def free_port(host: str, start: int, tries: int = 50) -> int:
     raise AppError(f"No free port between {start} and {start + tries - 1}. Pass --port.")
 
 
-def is_loopback(host: str) -> bool:
-    """True for addresses only this machine can reach."""
-    return host in ("localhost", "::1") or host.startswith("127.")
-
-
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="iris", description="Chat about images with a local vision model.")
     ap.add_argument("--models-dir", type=Path, default=None, help="folder holding the models")
@@ -42,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default=config.DEFAULT_HOST)
     s.add_argument("--port", type=int, default=None, help="default: 7860, or the next free one")
     s.add_argument("--no-browser", action="store_true", help="do not open a browser tab")
+    s.add_argument("--key", default=None,
+                   help="access key the browser must present (default: none on 127.0.0.1; a new random one, "
+                        "printed once, when --host is another address; IRIS_KEY sets it too)")
     s.add_argument("--models-dir", type=Path, default=argparse.SUPPRESS)
 
     a = sub.add_parser("ask", help="ask one question and stream the answer")
@@ -278,13 +278,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 0
     try:
         host = args.host
+        key = args.key or os.environ.get("IRIS_KEY") or None
         if not is_loopback(host):
-            logger.warning("serving on %s: other machines on the network can reach Iris", host)
-            if sys.stderr is not None:
-                print(f"Warning: serving on {host}; anyone who can reach this address can use Iris "
-                      "and see its conversations.", file=sys.stderr)
+            # Other machines can reach this address: nobody gets in without the key.
+            key = key or new_key()
+            logger.warning("serving on %s: other machines on the network can reach Iris; an access key is "
+                           "required", host)
         port = args.port or free_port(host, config.DEFAULT_PORT)
         url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/"
+        # The key is shown once, here, and never written to the log.
+        open_url = f"{url}?key={key}" if key else url
+        if key and sys.stderr is not None:
+            print(f"Iris needs its access key on {host}. Open {open_url} (the key is set as a cookie; "
+                  "keep the address private).", file=sys.stderr)
 
         def terminate(*_: object) -> None:
             raise KeyboardInterrupt  # the same clean shutdown as Ctrl+C
@@ -292,8 +298,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, terminate)
         services = build_services(getattr(args, "models_dir", None), with_history=True)
         try:
-            launch(services, host=host, port=port, open_browser=not args.no_browser,
-                   on_ready=lambda: (instance.publish(url), _say(f"Iris is running at {url}")))
+            launch(services, host=host, port=port, open_browser=not args.no_browser, key=key,
+                   on_ready=lambda: (instance.publish(open_url), _say(f"Iris is running at {url}")))
         finally:
             services.close()
             if services.history is not None:

@@ -67,3 +67,12 @@ def ensure(path: Path) -> Path:
     """Create a directory if needed and return it."""
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def max_upload_bytes() -> int:
+    """Largest upload the web server takes (images, imported chats): IRIS_MAX_UPLOAD_MB, default 50."""
+    try:
+        mb = float(os.environ.get("IRIS_MAX_UPLOAD_MB", "50"))
+    except ValueError:
+        mb = 50.0
+    return int(max(mb, 1.0) * 1024 * 1024)

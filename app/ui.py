@@ -724,16 +724,30 @@ JS_ON_LOAD = """
 
 
 def launch(services: Services, host: str, port: int, open_browser: bool = True, block: bool = True,
-           on_ready: Callable[[], None] | None = None) -> gr.Blocks:
-    """Serve the app (until Ctrl+C or SIGTERM when block); never with a public share link."""
+           on_ready: Callable[[], None] | None = None, key: str | None = None) -> gr.Blocks:
+    """Serve the app (until Ctrl+C or SIGTERM when block); never with a public share link.
+
+    Only requests for this host, from this origin (and with key, when given) reach the app: app.webguard.
+    """
+    from app import config
+    from app.webguard import HostGuard
+
     assert services.history is not None
     demo = build_ui(services)
     demo.queue(default_concurrency_limit=1)
     favicon = Path(__file__).resolve().parent.parent / "assets" / "iris.png"
-    demo.launch(server_name=host, server_port=port, inbrowser=open_browser, share=False, quiet=True,
+    demo.launch(server_name=host, server_port=port, inbrowser=False, share=False, quiet=True,
                 show_error=False, css=CSS, js=JS_ON_LOAD, theme=gr.themes.Soft(), footer_links=[],
-                favicon_path=str(favicon) if favicon.exists() else None,
+                favicon_path=str(favicon) if favicon.exists() else None, max_file_size=config.max_upload_bytes(),
                 allowed_paths=[str(services.history.images_dir)], prevent_thread_lock=True)
+    # Outside everything Gradio built (its CORS layer included): the guard sees each request first.
+    app = demo.server_app
+    app.middleware_stack = HostGuard(app.middleware_stack or app.build_middleware_stack(), host, port, key)
+    if open_browser:
+        import webbrowser
+
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        webbrowser.open(f"http://{shown}:{port}/" + (f"?key={key}" if key else ""))
     if on_ready is not None:
         on_ready()
     if block:
