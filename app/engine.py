@@ -35,10 +35,11 @@ from app.errors import (
     NoModelLoaded,
     TooManyImages,
     UnsupportedImage,
+    printable,
 )
 from app.ggufinfo import LMSummary, MMProjSummary, PairInfo, check_pair
-from app.llamalib import extra_buffers_allowed, model_params_guard, system_info
 from app.images import plain_image
+from app.llamalib import extra_buffers_allowed, model_params_guard, system_info
 from app.prompts import RENDERERS, render_template
 
 logger = logging.getLogger(__name__)
@@ -85,8 +86,8 @@ def select_chat_format(lm: LMSummary, mm: MMProjSummary) -> str:
     if lm.chat_template:
         return "mtmd"
     raise ModelLoadFailed(
-        f"Iris does not know how to talk to this model: its projector type is '{ptype}', its "
-        f"architecture '{arch}', and the LM carries no chat template. Choose a chat format "
+        f"Iris does not know how to talk to this model: its projector type is '{printable(ptype)}', its "
+        f"architecture '{printable(arch)}', and the LM carries no chat template. Choose a chat format "
         f"explicitly (one of: {', '.join(CHAT_HANDLERS)})."
     )
 
@@ -327,6 +328,8 @@ class LlamaCppEngine:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def _import(self) -> Any:
+        # ggml's abort handler otherwise starts gdb for a backtrace and waits (a minute per abort).
+        os.environ.setdefault("GGML_NO_BACKTRACE", "1")
         import llama_cpp
         import llama_cpp.llama_chat_format  # noqa: F401
         import llama_cpp.mtmd_cpp as mtmd_cpp

@@ -1,6 +1,13 @@
 """Errors a user can cause; each message says what happened and what to do."""
 
 
+def printable(value: object, limit: int = 80) -> str:
+    """Text from a file or a user, safe to quote in a message: control bytes escaped, cut short."""
+    text = value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) else str(value)
+    out = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return out if len(out) <= limit else out[: limit - 1] + "…"
+
+
 class AppError(Exception):
     """An error whose message is shown to the user as is."""
 

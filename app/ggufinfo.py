@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from app.errors import BadModelFile, ModelMismatch
+from app.errors import BadModelFile, ModelMismatch, printable
+from app.ggufchecks import check_lm_deep, check_mmproj_deep
 
 GGUF_MAGIC = b"GGUF"
 
@@ -64,6 +65,8 @@ class GGUFInfo:
     tensors: dict[str, TensorInfo] = field(default_factory=dict)
     data_start: int = 0
     file_size: int = 0
+    array_types: dict[str, int] = field(default_factory=dict)  # key -> element type of an array value
+    tokens: list[str] | None = None  # the whole vocabulary, when the file has one
 
     def get(self, key: str, default: Any = None) -> Any:
         """A key's value, or default when absent."""
@@ -82,6 +85,8 @@ class GGUFInfo:
 class _Reader:
     def __init__(self, fh: BinaryIO, name: str, size: int):
         self.fh, self.name, self.size = fh, name, size
+        self.last_itype = -1
+        self.keep_all = False  # set while reading the vocabulary: every string is kept
 
     def read(self, n: int) -> bytes:
         data = self.fh.read(n)
@@ -108,15 +113,18 @@ class _Reader:
             return self.string()
         if vtype == T_ARR:
             itype = self.unpack("<I")
+            self.last_itype = itype
             n = self.unpack("<Q")
             if n > self.size:
                 raise BadModelFile(f"{self.name} is damaged: an array claims {n} items.")
+            if itype == T_ARR:
+                raise BadModelFile(f"{self.name} is damaged: it holds an array of arrays, which GGUF does not allow.")
             if itype in _SCALAR and n > _KEEP_ARRAY:
                 # Skip big numeric arrays without decoding them.
                 self.fh.seek(struct.calcsize(_SCALAR[itype]) * n, 1)
                 return ("array", itype, n)
             items = [self.value(itype) for _ in range(n)]
-            return items if n <= _KEEP_ARRAY else ("array", itype, n)
+            return items if n <= _KEEP_ARRAY or self.keep_all else ("array", itype, n)
         raise BadModelFile(f"{self.name} is damaged: unknown metadata type {vtype}.")
 
 
@@ -147,17 +155,30 @@ def read_gguf(path: str | Path) -> GGUFInfo:
         for _ in range(n_kv):
             key = r.string()
             vtype = r.unpack("<I")
-            info.meta[key] = (vtype, r.value(vtype))
+            r.keep_all = key == "tokenizer.ggml.tokens"
+            value = r.value(vtype)
+            r.keep_all = False
+            if vtype == T_ARR:
+                info.array_types[key] = r.last_itype
+                if key == "tokenizer.ggml.tokens" and isinstance(value, list):
+                    info.tokens = value
+                    value = ("array", r.last_itype, len(value))
+            info.meta[key] = (vtype, value)
         for _ in range(n_tensors):
             tname = r.string()
             ndim = r.unpack("<I")
             if ndim > 8:
-                raise BadModelFile(f"{name} is damaged: tensor {tname} has {ndim} dimensions.")
+                raise BadModelFile(f"{name} is damaged: tensor {printable(tname)} has {ndim} dimensions.")
             shape = tuple(r.unpack("<Q") for _ in range(ndim))
             ttype = r.unpack("<I")
             offset = r.unpack("<Q")
             info.tensors[tname] = TensorInfo(tname, shape, ttype, offset)
-        align = int(info.get("general.alignment", 32)) or 32
+        align = info.get("general.alignment", 32)
+        if info.meta.get("general.alignment", (T_U32,))[0] != T_U32 or not isinstance(align, int) \
+                or align <= 0 or align & (align - 1) or align > 1 << 20:
+            # gguf.cpp reads it as a u32 power of two and refuses anything else.
+            raise BadModelFile(f"{name} is damaged: general.alignment is not a power of two. "
+                               "Download the file again.")
         pos = fh.tell()
         info.data_start = (pos + align - 1) // align * align
     _check_complete(info)
@@ -241,6 +262,23 @@ class MMProjSummary:
     name: str
 
 
+def _check_template(info: GGUFInfo) -> None:
+    """A chat template that does not parse would raise inside llama-cpp-python's constructor."""
+    tmpl = info.get("tokenizer.chat_template")
+    if not isinstance(tmpl, str):
+        return
+    import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    try:
+        ImmutableSandboxedEnvironment(extensions=["jinja2.ext.loopcontrols"]).parse(tmpl)
+    except (jinja2.TemplateError, RecursionError, ValueError) as exc:
+        raise BadModelFile(
+            f"{info.path.name} carries a chat template that does not parse ({printable(exc)}). Download the "
+            "file again, or use a GGUF of this model from another repository."
+        ) from None
+
+
 def check_lm(info: GGUFInfo) -> LMSummary:
     """Validate a language-model file; raise BadModelFile with the reason."""
     if is_mmproj(info):
@@ -262,6 +300,8 @@ def check_lm(info: GGUFInfo) -> LMSummary:
     _need_keys(info, needed, "language model")
     if arch == "llama":
         _need_keys(info, {"llama.attention.layer_norm_rms_epsilon": _F32}, "language model")
+    check_lm_deep(info, arch)
+    _check_template(info)
     n_embd = int(info.get(f"{arch}.embedding_length"))
     n_layer = int(info.get(f"{arch}.block_count"))
     heads = info.get(f"{arch}.attention.head_count")
@@ -323,6 +363,7 @@ def check_mmproj(info: GGUFInfo) -> MMProjSummary:
         val = info.get(key)
         if not isinstance(val, list) or len(val) < 3:
             raise BadModelFile(f"{info.path.name} lacks {key}; it is not a complete vision projector.")
+    check_mmproj_deep(info, ptype)
     width = int(info.get("clip.vision.embedding_length"))
     heads = int(info.get("clip.vision.attention.head_count"))
     blocks = int(info.get("clip.vision.block_count"))

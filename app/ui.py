@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import functools
+import html
 import inspect
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -57,7 +59,7 @@ def shows_app_errors(fn: Callable) -> Callable:
         if isinstance(exc, gr.Error):
             return exc
         if isinstance(exc, AppError):
-            return gr.Error(str(exc))
+            return gr.Error(toast(exc))
         logger.exception("unexpected error in %s", fn.__name__)
         if os.environ.get("IRIS_RAISE_ERRORS"):
             return exc
@@ -145,6 +147,19 @@ def gauge_html(usage: Any) -> str:
             f"image{'s' if usage.images != 1 else ''}{warn}</span></div>")
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~>])")
+
+
+def plain(text: object) -> str:
+    """Text shown in Markdown exactly as written: no HTML, links or images from file names or errors."""
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(str(text), quote=False))
+
+
+def toast(text: object) -> str:
+    """Text for a toast (rendered as HTML) exactly as written."""
+    return html.escape(str(text), quote=False)
+
+
 def attachment_line(cost: Any) -> str:
     """Under the input box: what the attached images cost before they are sent."""
     if cost is None or not cost.per_image:
@@ -186,7 +201,7 @@ def model_view(services: Services) -> ModelView:
     """Scan the models folder once and describe it for every place that lists models."""
     pairs, problems = services.store.scan()
     choices = [(f"{p.name} ({p.label})", p.name) if p.is_demo else p.name for p in pairs]
-    note = "\n".join(f"- **{pr.path.name}**: {pr.reason}" for pr in problems)
+    note = "\n".join(f"- **{plain(pr.path.name)}**: {plain(pr.reason)}" for pr in problems)
     real = [p for p in pairs if not p.is_demo]
     return ModelView(choices, [p.name for p in real],
                      f"Files in the models folder that Iris cannot use:\n{note}" if note else "",
@@ -295,7 +310,7 @@ def build_ui(services: Services) -> gr.Blocks:
             pair = services.load_files(Path(lm.strip()), Path(mmproj.strip()))
         except AppError as exc:
             return _load_failed(services, exc)
-        gr.Info(f"Loaded {pair.name}.")
+        gr.Info(f"Loaded {toast(pair.name)}.")
         return _model_status(services, pair.name)
 
     def refresh() -> tuple[Any, str]:
@@ -333,7 +348,7 @@ def build_ui(services: Services) -> gr.Blocks:
             images = [prepare_image(p, name=Path(p).name) for p in files]
             return attachment_line(services.attachment_cost(cid, images))
         except AppError as exc:
-            return f"⚠️ {exc}"
+            return f"⚠️ {plain(exc)}"
 
     @shows_app_errors
     def add_user_turn(message: dict, cid: str | None, system: str) -> tuple[Any, ...]:
@@ -357,7 +372,7 @@ def build_ui(services: Services) -> gr.Blocks:
                     history.delete(cid)
                 raise
         except AppError as exc:
-            gr.Warning(str(exc))
+            gr.Warning(toast(exc))
             # The message stays in the box to fix; nothing else changes.
             return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), False
         msgs, index, _, _ = show(cid)
@@ -375,12 +390,12 @@ def build_ui(services: Services) -> gr.Blocks:
                 reply["content"] = text
                 yield msgs + [reply], gr.skip(), gr.skip(), gr.skip()
         except AppError as exc:
-            gr.Warning(str(exc))
+            gr.Warning(toast(exc))
             msgs, index, gauge, _ = show(cid)
-            yield msgs, index, gauge, f"⚠️ {exc}"
+            yield msgs, index, gauge, f"⚠️ {plain(exc)}"
             return
         if services.notice:
-            gr.Warning(services.notice)
+            gr.Warning(toast(services.notice))
         msgs, index, gauge, _ = show(cid)
         yield msgs, index, gauge, services.notice
 
@@ -464,10 +479,10 @@ def build_ui(services: Services) -> gr.Blocks:
         try:
             cid = history.import_json(data)
         except AppError as exc:
-            gr.Warning(str(exc))
+            gr.Warning(toast(exc))
             return (gr.skip(),) * 6
         msgs, index, gauge, title = show(cid)
-        gr.Info(f"Imported “{title}”.")
+        gr.Info(f"Imported “{toast(title)}”.")
         return gr.update(choices=conv_choices(), value=cid), cid, msgs, index, gauge, title
 
     def save_setting(name: str) -> Callable[[Any], None]:
@@ -529,9 +544,9 @@ def build_ui(services: Services) -> gr.Blocks:
         if name:
             try:
                 freed = services.remove(name)
-                gr.Info(f"Removed {name}; {human_size(freed)} freed.")
+                gr.Info(f"Removed {toast(name)}; {human_size(freed)} freed.")
             except AppError as exc:
-                gr.Warning(str(exc))
+                gr.Warning(toast(exc))
         view = model_view(services)
         return (view.installed, gr.update(choices=view.real, value=None),
                 gr.update(choices=view.choices, value=_current(services, view.choices)))
@@ -677,9 +692,9 @@ def build_ui(services: Services) -> gr.Blocks:
 
 
 def _load_failed(services: Services, exc: AppError) -> str:
-    gr.Warning(str(exc))
-    still = f"\n\nStill loaded: **{services.loaded.name}**." if services.loaded else ""
-    return f"⚠️ {exc}{still}"
+    gr.Warning(toast(exc))
+    still = f"\n\nStill loaded: **{plain(services.loaded.name)}**." if services.loaded else ""
+    return f"⚠️ {plain(exc)}{still}"
 
 
 def _model_status(services: Services, name: str | None) -> str:
@@ -688,8 +703,8 @@ def _model_status(services: Services, name: str | None) -> str:
                 "in a folder there, or load two files by path below.")
     model = getattr(services.engine, "model", None)
     if model is None:
-        return f"Loaded **{name}**."
-    return (f"Loaded **{name}** ({human_size(services.loaded.size) if services.loaded else ''}) · "
+        return f"Loaded **{plain(name)}**."
+    return (f"Loaded **{plain(name)}** ({human_size(services.loaded.size) if services.loaded else ''}) · "
             f"format `{model.chat_format}` · LM on {model.device_lm} · mmproj on {model.device_mmproj} "
             f"(llama.cpp {getattr(model, 'backend', 'cpu').upper()} build"
             f"{'' if getattr(model, 'extra_buffers', True) else ', AMX kernels off'}) · "

@@ -65,3 +65,27 @@ def test_cli_refuses_to_pick_a_taken_port():
         taken = s.getsockname()[1]
         assert free_port("127.0.0.1", taken) != taken
     assert is_loopback("127.0.0.1") and not is_loopback("0.0.0.0")
+
+
+def test_names_and_errors_from_files_are_shown_as_text(tmp_path):
+    from app.services import build_services
+    from app.ui import model_view, plain, toast
+    from fakeengine import FakeEngine
+
+    hostile = "evil<img src=http:x onerror=alert(1)>[site](http:evil).gguf"
+    models = tmp_path / "models"
+    (models / "bad").mkdir(parents=True)
+    (models / "bad" / hostile).write_bytes(b"GGUF\x03\x00\x00\x00" + b"\x00" * 40)
+    services = build_services(models, engine=FakeEngine())
+    note = model_view(services).note
+    assert "evil" in note and "<img" not in note and "](http" not in note
+    assert "&lt;img" in note and "\\[site\\]" in note
+    assert toast("<b>x</b> (y)") == "&lt;b&gt;x&lt;/b&gt; (y)"
+    assert plain("a_b*c") == "a\\_b\\*c"
+
+
+def test_printable_escapes_control_bytes_and_cuts_long_values():
+    from app.errors import printable
+
+    assert printable(b"mlp\x00\x1b[31m") == "mlp\\x00\\x1b[31m"
+    assert printable("x" * 500).endswith("…") and len(printable("x" * 500)) == 80
