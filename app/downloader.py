@@ -15,6 +15,7 @@ On disk, under the models folder:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -240,7 +241,16 @@ class Downloader:
             if done is not None:
                 tracker.set(state="done", done=quant.size, total=quant.size, message="installed by the other download")
                 return done
-            return self._install_locked(spec, quant, staging, tracker, cancel)
+            try:
+                return self._install_locked(spec, quant, staging, tracker, cancel)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+                    raise
+                short = max(quant.size - self._bytes_in(staging), 0)
+                raise NotEnoughSpace(
+                    f"The disk holding {self.root} is full: {name} still needs about {human_size(short)}. Free "
+                    "that much space and press Download again; it resumes where it stopped."
+                ) from None
         finally:
             lock.close()
 

@@ -684,6 +684,10 @@ class LlamaCppEngine:
             itext.add_special, itext.parse_special = True, True
             arr = (M.mtmd_bitmap_p_ctypes * len(bitmaps))(*bitmaps)
             rc = M.mtmd_tokenize(self._mctx, chunks, ctypes.byref(itext), arr, len(bitmaps))
+            if rc == 2:
+                sizes = ", ".join(f"{i.width}×{i.height}" for i in images)
+                raise UnsupportedImage(f"This model's vision encoder cannot use an image of this shape ({sizes} "
+                                       "pixels). Crop it closer to a square, or resize it, and try again.")
             if rc != 0:
                 raise ContextTooLong(f"The prompt could not be split into text and images (code {rc}).")
             units: list[Any] = []

@@ -7,7 +7,9 @@ reply being generated.
 from __future__ import annotations
 
 import base64
+import errno
 import json
+import math
 import os
 import sqlite3
 import threading
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app import config
-from app.errors import AppError
+from app.errors import AppError, printable
 from app.images import PreparedImage
 
 SCHEMA = """
@@ -81,6 +83,129 @@ class InvalidImport(AppError):
     """A file that is not an Iris conversation export."""
 
 
+class HistoryDiskFull(AppError):
+    """The disk holding the history is full."""
+
+
+def _disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, sqlite3.OperationalError):
+        return "full" in str(exc).lower()
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+
+
+def _writes(fn):  # type: ignore[no-untyped-def]
+    """A write that meets a full disk says so in one line; what was saved before stays (one transaction each)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            return fn(self, *args, **kwargs)
+        except (OSError, sqlite3.OperationalError) as exc:
+            if not _disk_full(exc):
+                raise
+            raise HistoryDiskFull(
+                f"The disk holding {self.root} is full, so this was not saved. Free some space (a few MB is "
+                "enough for text; images need their size) and try again; everything saved before is kept."
+            ) from None
+    return wrapper
+
+
+MAX_TEXT = 1_000_000      # characters in one message or system prompt
+MAX_MESSAGES = 10_000
+MAX_IMPORT_IMAGES = 500
+_HEX = set("0123456789abcdef")
+
+
+def _text(value: object, limit: int) -> str:
+    """A string without NUL or other control characters (newlines and tabs kept), at most limit long."""
+    if not isinstance(value, str):
+        return ""
+    return "".join(c for c in value if c.isprintable() or c in "\n\t")[:limit]
+
+
+def _shas(raw: object) -> list[str]:
+    try:
+        val = json.loads(raw) if isinstance(raw, str) else raw
+    except (ValueError, RecursionError):
+        return []
+    return [s for s in val if isinstance(s, str) and len(s) == 64 and set(s) <= _HEX] if isinstance(val, list) else []
+
+
+def _stats(raw: object) -> dict | None:
+    """Reply figures as the UI shows them: a flat dict of finite numbers, short strings and flags."""
+    try:
+        val = json.loads(raw) if isinstance(raw, str) else raw
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(val, dict):
+        return None
+    out: dict = {}
+    for k, v in list(val.items())[:64]:
+        if not isinstance(k, str):
+            continue
+        if isinstance(v, bool) or v is None:
+            out[k] = v
+        elif isinstance(v, (int, float)) and math.isfinite(v):
+            out[k] = v
+        elif isinstance(v, str):
+            out[k] = _text(v, 200)
+    return out or None
+
+
+def validate_import(data: object) -> tuple[str, str, list[StoredMessage], dict[str, PreparedImage]]:
+    """Check a whole exported conversation before anything is written; raise InvalidImport naming the problem."""
+    from app.images import prepare_image
+
+    def bad(what: str) -> InvalidImport:
+        return InvalidImport(f"This conversation file cannot be imported: {what}. Nothing was imported.")
+
+    if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
+        raise InvalidImport("This file is not a conversation exported by Iris (its format is not "
+                            f"'{EXPORT_FORMAT}'). Nothing was imported.")
+    title, system = data.get("title", ""), data.get("system", "")
+    if not isinstance(title, str) or not isinstance(system, str):
+        raise bad("its title or system prompt is not text")
+    raw_msgs, raw_imgs = data.get("messages"), data.get("images", {})
+    if not isinstance(raw_msgs, list) or not isinstance(raw_imgs, dict):
+        raise bad("its messages are not a list or its images not a table")
+    if len(raw_msgs) > MAX_MESSAGES or len(raw_imgs) > MAX_IMPORT_IMAGES:
+        raise bad(f"it holds more than {MAX_MESSAGES} messages or {MAX_IMPORT_IMAGES} images")
+    messages = []
+    for n, m in enumerate(raw_msgs, 1):
+        if not isinstance(m, dict):
+            raise bad(f"message {n} is not a message")
+        role, text, imgs = m.get("role"), m.get("text", ""), m.get("images", [])
+        if role not in ("user", "assistant"):
+            raise bad(f"message {n} has the role {printable(role, 40)!r} (user or assistant expected)")
+        if not isinstance(text, str) or len(text) > MAX_TEXT:
+            raise bad(f"message {n}'s text is not text or is too long")
+        if not isinstance(imgs, list) or not all(isinstance(s, str) and s in raw_imgs for s in imgs):
+            raise bad(f"message {n} refers to images the file does not hold")
+        model, stats = m.get("model"), m.get("stats")
+        if model is not None and not isinstance(model, str):
+            raise bad(f"message {n}'s model name is not text")
+        if stats is not None and not isinstance(stats, dict):
+            raise bad(f"message {n}'s reply figures are not a table")
+        messages.append(StoredMessage(role, text, list(imgs), _text(model, 200) or None,
+                                      _stats(stats)))
+    images = {}
+    for sha, b64 in raw_imgs.items():
+        if not isinstance(b64, str):
+            raise bad("an image is not base64 text")
+        try:
+            raw = base64.b64decode(b64, validate=True)
+        except ValueError:
+            raise bad("an image is not valid base64") from None
+        try:
+            images[sha] = prepare_image(raw, name=f"{printable(sha, 12)}.png")
+        except AppError as exc:
+            raise bad(f"an image in it cannot be used ({exc})") from None
+    if len(system) > MAX_TEXT:
+        raise bad("its system prompt is too long")
+    return _text(" ".join(title.split()), 120) or "Imported chat", system, messages, images
+
+
 def default_title(text: str, n_images: int) -> str:
     """A conversation's first title: the start of the first question."""
     words = " ".join(text.split())
@@ -112,6 +237,7 @@ class History:
     def image_path(self, sha: str) -> Path:
         return self.images_dir / sha[:2] / f"{sha}.png"
 
+    @_writes
     def save_image(self, img: PreparedImage) -> str:
         """Store an image once, named by its hash; return the hash."""
         path = self.image_path(img.sha256)
@@ -137,6 +263,7 @@ class History:
 
     # -- conversations ---------------------------------------------------------------------------------
 
+    @_writes
     def create(self, system: str = "", title: str = "New chat") -> str:
         """A new, empty conversation; return its id."""
         cid = uuid.uuid4().hex
@@ -167,10 +294,13 @@ class History:
             msgs = self._db.execute(
                 "SELECT role, text, images, model, stats FROM messages WHERE conv_id = ? ORDER BY seq", (cid,)
             ).fetchall()
-        return StoredConversation(cid, row[0], row[1], [
-            StoredMessage(r, t, json.loads(i), m, json.loads(s) if s else None) for r, t, i, m, s in msgs
-        ], row[2])
+        # Whatever a row holds (an old version, a hand-edited database), the conversation still opens.
+        return StoredConversation(cid, _text(row[0], 200) or "Untitled", row[1] if isinstance(row[1], str) else "", [
+            StoredMessage(r if r in ("user", "assistant") else "user", t if isinstance(t, str) else "", _shas(i),
+                          _text(m, 200) if m else None, _stats(s)) for r, t, i, m, s in msgs
+        ], row[2] if isinstance(row[2], (int, float)) else 0.0)
 
+    @_writes
     def append(self, cid: str, msg: StoredMessage) -> int:
         """Add a message at the end (committed at once); return its index."""
         now = time.time()
@@ -193,24 +323,28 @@ class History:
                 raise
         return n
 
+    @_writes
     def truncate(self, cid: str, keep: int) -> None:
         """Keep the first keep messages (regenerate, edit)."""
         with self._lock:
             self._db.execute("DELETE FROM messages WHERE conv_id = ? AND seq >= ?", (cid, keep))
             self._db.execute("UPDATE conversations SET updated = ? WHERE id = ?", (time.time(), cid))
 
+    @_writes
     def set_text(self, cid: str, index: int, text: str) -> None:
         """Replace one message's text (an edited question)."""
         with self._lock:
             self._db.execute("UPDATE messages SET text = ? WHERE conv_id = ? AND seq = ?", (text, cid, index))
 
+    @_writes
     def rename(self, cid: str, title: str) -> None:
-        title = " ".join(title.split())[:120]
+        title = _text(" ".join(title.split()), 120)
         if not title:
             raise AppError("A conversation needs a name; type one first.")
         with self._lock:
             self._db.execute("UPDATE conversations SET title = ? WHERE id = ?", (title, cid))
 
+    @_writes
     def set_system(self, cid: str, system: str) -> None:
         with self._lock:
             self._db.execute("UPDATE conversations SET system = ? WHERE id = ?", (system, cid))
@@ -239,25 +373,30 @@ class History:
             "images": {s: base64.b64encode(self.image_path(s).read_bytes()).decode() for s in sorted(shas)},
         }
 
-    def import_json(self, data: dict) -> str:
-        """Add an exported conversation as a new one; return its id."""
-        from app.images import prepare_image
-
-        if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
-            raise InvalidImport("This file is not a conversation exported by Iris (its format is not "
-                                f"'{EXPORT_FORMAT}').")
-        try:
-            stored = {}
-            for sha, b64 in data.get("images", {}).items():
-                img = prepare_image(base64.b64decode(b64), name=f"{sha[:8]}.png")
-                stored[sha] = self.save_image(img)
-            cid = self.create(str(data.get("system", "")), str(data.get("title") or "Imported chat"))
-            for m in data["messages"]:
-                self.append(cid, StoredMessage(
-                    role=m["role"], text=str(m["text"]), images=[stored[s] for s in m.get("images", [])],
-                    model=m.get("model"), stats=m.get("stats")))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InvalidImport(f"This conversation file is damaged ({exc!r}); nothing was imported.") from exc
+    @_writes
+    def import_json(self, data: object) -> str:
+        """Add an exported conversation as a new one; return its id. All or nothing."""
+        title, system, messages, images = validate_import(data)
+        # Images first (content-addressed files: harmless if the insert below fails), then one transaction.
+        stored = {sha: self.save_image(img) for sha, img in images.items()}
+        for m in messages:
+            m.images = [stored[s] for s in m.images]
+        cid = uuid.uuid4().hex
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("INSERT INTO conversations VALUES (?, ?, ?, ?, ?)", (cid, title, system, now, now))
+                for n, m in enumerate(messages):
+                    self._db.execute(
+                        "INSERT INTO messages (conv_id, seq, role, text, images, model, stats, created)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (cid, n, m.role, m.text, json.dumps(m.images), m.model,
+                         json.dumps(m.stats) if m.stats else None, now))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
         return cid
 
     def export_markdown(self, cid: str, out_dir: Path) -> Path:

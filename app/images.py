@@ -13,6 +13,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from app.errors import UnsupportedImage
 
 MAX_PIXELS = 50_000_000
+MAX_SIDE = 16_384
+MAX_ASPECT = 100
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,13 @@ def prepare_image(source: str | Path | bytes, name: str | None = None) -> Prepar
                 raise UnsupportedImage(
                     f"{label} is {w}×{h} pixels ({w * h / 1e6:.0f} megapixels); Iris accepts up to "
                     f"{MAX_PIXELS // 1_000_000} megapixels. Shrink it and try again."
+                )
+            # Vision encoders resize to a few hundred pixels a side: a longer side than this or a sliver
+            # thinner than this leaves them nothing to see (or a zero-sized tile), and the chat would fail.
+            if max(w, h) > MAX_SIDE or max(w, h) > MAX_ASPECT * max(1, min(w, h)):
+                raise UnsupportedImage(
+                    f"{label} is {w}×{h} pixels; Iris takes images up to {MAX_SIDE:,} pixels a side and at most "
+                    f"{MAX_ASPECT} times as long as wide. Crop it and try again."
                 )
             img.seek(0)  # first frame of an animation
             img.load()

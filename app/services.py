@@ -172,6 +172,12 @@ class Services:
             raise NoModelLoaded("No model is loaded. Pick one above and press Load, or download one on "
                                 "the Models tab.")
         self.check_image_count(len(images))
+        cost_of = getattr(self.engine, "image_cost", None)
+        if cost_of is not None and getattr(self.engine, "model", None) is not None:
+            # The loaded model's preprocessing sees each image before it is saved: an image it cannot
+            # use is refused now, instead of failing every later reply in this chat.
+            for img in images:
+                cost_of(img)
         h.append(cid, StoredMessage("user", text, [h.save_image(i) for i in images]))
 
     def check_image_count(self, n: int) -> None:

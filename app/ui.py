@@ -330,7 +330,12 @@ def build_ui(services: Services) -> gr.Blocks:
 
     @shows_app_errors
     def select_conv(cid: str | None) -> tuple[str | None, list[dict], list[int], str, str, str]:
-        msgs, index, gauge, title = show(cid)
+        # The state follows the selection even when showing it fails, so Delete acts on what is selected.
+        try:
+            msgs, index, gauge, title = show(cid)
+        except AppError as exc:
+            gr.Warning(toast(exc))
+            return cid, [], [], "", "", ""
         return cid, msgs, index, gauge, title, ""
 
     def new_chat() -> tuple[Any, None, list, list, str, str, str]:
@@ -462,7 +467,8 @@ def build_ui(services: Services) -> gr.Blocks:
             path = history.export_markdown(cid, out)
         else:
             data = history.export_json(cid)
-            path = out / f"{(data['title'] or 'conversation')[:40].replace('/', '_')}.json"
+            safe = "".join(c if c.isalnum() or c in "-_ " else "_" for c in data["title"]).strip() or "conversation"
+            path = out / f"{safe[:40]}.json"
             path.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
         return gr.update(value=str(path), visible=True)
 
@@ -473,8 +479,9 @@ def build_ui(services: Services) -> gr.Blocks:
         path = file if isinstance(file, str) else getattr(file, "name", None)
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError, TypeError):
-            gr.Warning("That file is not a conversation exported by Iris (it is not JSON).")
+        except (OSError, ValueError, TypeError, RecursionError):
+            gr.Warning("That file is not a conversation exported by Iris (it is not JSON, or nested too deeply). "
+                       "Nothing was imported.")
             return (gr.skip(),) * 6
         try:
             cid = history.import_json(data)

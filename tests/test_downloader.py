@@ -284,3 +284,44 @@ def test_the_ui_shows_download_errors_in_place(tmp_path):
     assert "Could not reach" in (job.error or "")
     html = downloads_html([job])
     assert "Could not reach" in html and 'class="line error"' in html
+
+
+def test_a_full_disk_is_one_line_and_the_download_resumes_when_space_is_back(hub, tmp_path, hub_pair, monkeypatch):
+    import builtins
+    import errno
+
+    import app.downloader as dl
+
+    room = {"left": hub.lm.size // 2}
+
+    class FullDisk:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def write(self, data):
+            if len(data) > room["left"]:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            room["left"] -= len(data)
+            return self.fh.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.fh, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return self.fh.__exit__(*exc)
+
+    def small_disk_open(path, mode="r", *a, **kw):
+        fh = builtins.open(path, mode, *a, **kw)
+        return FullDisk(fh) if "b" in mode and ("a" in mode or "w" in mode) and str(path).endswith(".part") else fh
+
+    with monkeypatch.context() as m:
+        m.setattr(dl, "open", small_disk_open, raising=False)
+        with pytest.raises(NotEnoughSpace) as err:
+            downloader(tmp_path).install(spec())
+    msg = str(err.value)
+    assert "is full" in msg and str(tmp_path / "models") in msg and "\n" not in msg
+    folder = downloader(tmp_path).install(spec())  # space freed: resumes and verifies
+    assert installed_bytes(folder, "test-llava.gguf") == hub_pair[0].read_bytes()

@@ -223,3 +223,36 @@ def test_llava_next_mistral_prompt_is_mistral_instruct():
                                                     Turn("user", "and now?")])
     assert mistral_instruct(conv, M) == (f"[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\n{M}\nwhat colour? [/INST] red.</s>"
                                          "[INST] and now? [/INST]")
+
+
+def test_an_image_the_encoder_cannot_use_is_refused_before_it_is_saved(tmp_path):
+    import io
+
+    from PIL import Image
+
+    from app.errors import UnsupportedImage
+    from app.history import History
+    from app.images import PreparedImage
+    from app.services import Services
+    from app.store import ModelStore
+
+    lm, mm = write_family_pair(tmp_path / "smol", "smolvlm")
+    buf = io.BytesIO()
+    Image.new("RGB", (1, 4000), (200, 50, 50)).save(buf, "PNG")
+    # Past Iris's own shape limits (built directly): SmolVLM's tiler cannot cut it.
+    sliver = PreparedImage(buf.getvalue(), "f" * 64, "sliver.png", 1, 4000)
+    eng = LlamaCppEngine()
+    eng.load(lm, mm)
+    try:
+        with pytest.raises(UnsupportedImage, match="cannot use an image of this shape"):
+            eng.image_cost(sliver)
+        history = History(tmp_path / "h")
+        services = Services(engine=eng, store=ModelStore(tmp_path / "models"), history=history)
+        services.loaded = object()
+        cid = history.create()
+        with pytest.raises(UnsupportedImage):
+            services.ask(cid, "what is it?", [sliver])
+        assert history.get(cid).messages == [] and not history.image_path(sliver.sha256).exists()
+        history.close()
+    finally:
+        eng.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -78,7 +79,7 @@ def test_export_json_round_trips_on_another_machine(history, images, tmp_path):
     with pytest.raises(InvalidImport, match="not a conversation exported by Iris"):
         elsewhere.import_json({"messages": []})
     data["messages"][0].pop("role")
-    with pytest.raises(InvalidImport, match="damaged"):
+    with pytest.raises(InvalidImport, match="message 1 has the role"):
         elsewhere.import_json(data)
     elsewhere.close()
 
@@ -115,3 +116,92 @@ def test_kill_9_loses_nothing_that_was_saved(tmp_path):
     proc.wait()
     msgs = History(tmp_path / "d").get(cid).messages
     assert len(msgs) >= written and [m.text for m in msgs[:written]] == [f"m{i}" for i in range(written)]
+
+
+def _export(history, images):
+    red = prepare_image(images["red"])
+    cid = history.create(system="Be brief.")
+    history.append(cid, StoredMessage("user", "What is it?", [history.save_image(red)]))
+    history.append(cid, StoredMessage("assistant", "A red square.", model="m", stats={"ttft_s": 0.5}))
+    return json.loads(json.dumps(history.export_json(cid)))
+
+
+def _deep(n):
+    out = []
+    for _ in range(n):
+        out = [out]
+    return out
+
+
+HOSTILE = {
+    "stats-is-a-list": lambda d: d["messages"][1].update(stats=[1, 2]),
+    "role-is-a-dict": lambda d: d["messages"][0].update(role={"x": 1}),
+    "images-is-a-string": lambda d: d["messages"][0].update(images="abc"),
+    "image-not-in-file": lambda d: d["messages"][0].update(images=["0" * 64]),
+    "text-is-a-number": lambda d: d["messages"][0].update(text=5),
+    "messages-is-a-dict": lambda d: d.update(messages={"a": 1}),
+    "image-not-base64": lambda d: d["images"].update({k: "%%%" for k in d["images"]}),
+    "image-not-an-image": lambda d: d["images"].update({k: base64.b64encode(b"not a png").decode() for k in d["images"]}),
+    "title-is-a-list": lambda d: d.update(title=["x"]),
+    "model-is-a-number": lambda d: d["messages"][1].update(model=3),
+    "second-message-broken": lambda d: d["messages"].append({"role": "user", "text": None}),
+    "deep-nesting": lambda d: d["messages"][1].update(stats={"x": _deep(50)}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_import_is_refused_and_leaves_nothing_behind(history, images, tmp_path, case):
+    data = _export(history, images)
+    HOSTILE[case](data)
+    before = [c.id for c in history.list()]
+    try:
+        cid = history.import_json(data)
+    except InvalidImport as exc:
+        assert "Nothing was imported" in str(exc) and "\n" not in str(exc)
+        assert [c.id for c in history.list()] == before  # no half conversation left behind
+        return
+    # Accepted (e.g. figures it could clean up): it must open, rename, export and delete.
+    conv = history.get(cid)
+    assert conv.messages
+    history.rename(cid, "renamed")
+    json.dumps(history.export_json(cid))
+    history.delete(cid)
+
+
+def test_a_stored_conversation_opens_whatever_its_rows_hold(history, images):
+    data = _export(history, images)
+    cid = history.import_json(data)
+    with history._lock:  # what an older version or a hand-edited database may hold
+        history._db.execute("UPDATE messages SET stats = '[1, 2]', images = '{\"a\": 1}' WHERE conv_id = ?", (cid,))
+        history._db.execute("UPDATE conversations SET title = ? WHERE id = ?", ("a\x00b\x1b", cid))
+    conv = history.get(cid)
+    assert conv.title == "ab" and all(m.stats is None and m.images == [] for m in conv.messages)
+    json.dumps(history.export_json(cid))
+    history.delete(cid)
+    assert cid not in [c.id for c in history.list()]
+
+
+def test_title_with_nul_exports(history):
+    cid = history.create(title="bad\x00title")
+    history.append(cid, StoredMessage("user", "hi"))
+    assert "\x00" not in history.get(cid).title
+    json.dumps(history.export_json(cid))
+
+
+def test_a_full_disk_keeps_what_was_saved(history, images, monkeypatch):
+    import errno
+    from pathlib import Path
+
+    from app.history import HistoryDiskFull
+
+    cid = history.create()
+    history.append(cid, StoredMessage("user", "kept"))
+
+    def full(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(Path, "write_bytes", full)
+        with pytest.raises(HistoryDiskFull, match="is full"):
+            history.save_image(prepare_image(images["blue"]))
+    assert [m.text for m in history.get(cid).messages] == ["kept"]

@@ -73,3 +73,23 @@ def test_identity_is_content_hash(tmp_path):
     Image.new("RGB", (10, 10), (3, 2, 1)).save(b)
     assert prepare_image(a).sha256 != prepare_image(b).sha256
     assert prepare_image(a).sha256 == prepare_image(a.read_bytes()).sha256
+
+
+def test_slivers_and_huge_sides_are_refused_before_saving():
+    import io
+
+    import pytest
+    from PIL import Image
+
+    from app.errors import UnsupportedImage
+    from app.images import prepare_image
+
+    def png(w, h):
+        buf = io.BytesIO()
+        Image.new("L", (w, h), 128).save(buf, "PNG")
+        return buf.getvalue()
+
+    for w, h in ((1, 20_000), (10, 1_500), (17_000, 200)):
+        with pytest.raises(UnsupportedImage, match="Crop it"):
+            prepare_image(png(w, h), "sliver.png")
+    assert prepare_image(png(20, 2000), "tall.png").height == 2000
