@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Double-click entry for Iris: prepares its own environment once, then starts the app.
 
-    python launcher.py [--backend cpu|cuda|metal] [--no-browser] [--port N] [--host H] [--models-dir DIR]
+    python launcher.py [--backend cpu|cuda|metal] [--no-browser] [--port N] [--host H] [--key K] [--models-dir DIR]
     python launcher.py --test [pytest args]     # prepare the environment with test tools, run the suite
 
 Phase 1 runs on any Python 3.10+ with the standard library only: it creates .venv beside this

@@ -11,7 +11,7 @@ from typing import Protocol
 from app.catalog import ModelSpec, load_catalog
 from app.chat import Conversation, GenParams, ReplyStats, Turn, fit_conversation
 from app.downloads import DownloadManager
-from app.errors import AppError, NoModelLoaded, TooManyImages
+from app.errors import AppError, NoModelLoaded, TooManyImages, printable
 from app.images import PreparedImage
 from app.settings import Settings, save_settings
 from app.store import ModelPair, ModelStore
@@ -97,7 +97,12 @@ class Services:
         return pair
 
     def load_files(self, lm: Path, mmproj: Path, chat_format: str | None = None) -> ModelPair:
-        """Load a pair given as two paths."""
+        """Load a pair given as two paths (.gguf files only: the endpoint is not a way to probe the disk)."""
+        for p in (lm, mmproj):
+            if p.suffix.lower() != ".gguf" or not p.is_file():
+                # One answer for "missing", "a folder" and "not a model": nothing about other files leaks.
+                raise AppError(f"{printable(p.name, 60)} is not a .gguf file Iris can read. Give the full path of "
+                               "the LM .gguf and of its mmproj .gguf.")
         self.engine.load(lm, mmproj, chat_format=chat_format, **self.load_options)
         self.loaded = ModelPair(name=lm.stem, lm=lm, mmproj=mmproj,
                                 size=lm.stat().st_size + mmproj.stat().st_size)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from app.chat import Conversation, GenParams, Turn, fit_conversation
@@ -161,3 +163,21 @@ def test_a_catalog_model_loads_with_the_catalog_image_limit(tiny_pair, tmp_path)
     services = build_services(tmp_path / "models", engine=engine)
     services.load(services.store.pairs()[0].name)
     assert seen["max_images"] == 1  # Moondream2 takes one image per message (catalog), not the format default
+
+
+def test_load_by_path_takes_only_gguf_files_and_tells_nothing_else(tmp_path, tiny_pair):
+    import pytest
+
+    from app.errors import AppError
+    from app.services import build_services
+    from fakeengine import FakeEngine
+
+    services = build_services(tmp_path / "models", engine=FakeEngine())
+    (tmp_path / "secret.txt").write_text("x")
+    answers = set()
+    for probe in (tmp_path / "secret.txt", tmp_path / "missing.gguf", tmp_path, Path("/etc/passwd")):
+        with pytest.raises(AppError) as err:
+            services.load_files(probe, tiny_pair[1])
+        answers.add(str(err.value).replace(probe.name, "NAME"))
+    assert len(answers) == 1, answers  # the same words whether the path exists or not
+    assert services.load_files(*tiny_pair).name == tiny_pair[0].stem
