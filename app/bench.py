@@ -113,8 +113,9 @@ def work_iris(lm: Path, mm: Path, images: list[Path], n_ctx: int, max_tokens: in
     rows = []
     for q, img in TURNS:
         conv.turns.append(Turn("user", q, [prepare_image(images[img])] if img is not None else []))
-        text = "".join(eng.stream_reply(conv, params, session="bench"))
-        st = eng.last_stats
+        reply = eng.stream_reply(conv, params, session="bench")
+        text = "".join(reply)
+        st = reply.stats
         rows.append({"ttft_s": st.ttft_s, "encode_s": st.image_encode_s,
                      "prompt_tokens_evaluated": st.prompt_tokens_evaluated, "decode_tok_s": st.decode_tok_s})
         conv.turns.append(Turn("assistant", text))

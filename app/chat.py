@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -72,6 +72,35 @@ class ReplyStats:
             f"({self.image_tokens} image, {self.prompt_tokens_evaluated} evaluated) · "
             f"{self.finish_reason} · LM on {self.device_lm}, mmproj on {self.device_mmproj}"
         )
+
+
+class Reply:
+    """One streamed answer: iterate it for the text as it arrives; afterwards it holds the rest.
+
+    text: everything streamed so far; stats: what the reply cost (filled in as it runs, final once the
+    iteration ends); notice: what the user should be told about it (e.g. older turns were left out).
+    """
+
+    def __init__(self, deltas: Iterator[str], stats: ReplyStats | None = None, notice: str = ""):
+        self._deltas = deltas
+        self.stats = stats if stats is not None else ReplyStats()
+        self.notice = notice
+        self.text = ""
+
+    def __iter__(self) -> Iterator[str]:
+        for delta in self._deltas:
+            self.text += delta
+            yield delta
+
+    def close(self) -> None:
+        """Stop early (the engine finishes its bookkeeping, the service saves what arrived)."""
+        close = getattr(self._deltas, "close", None)
+        if close is not None:
+            close()
+
+    @property
+    def finish_reason(self) -> str:
+        return self.stats.finish_reason
 
 
 def fit_conversation(conv: Conversation, count: Callable[[Conversation], int], limit: int) -> tuple[Conversation, int]:

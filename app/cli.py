@@ -240,13 +240,13 @@ def cmd_ask(args: argparse.Namespace) -> int:
             services.load(name)
         conv = Conversation(system=args.system, turns=[Turn("user", args.question, images)])
         params = GenParams(temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed)
-        for delta in services.engine.stream_reply(conv, params):
+        reply = services.engine.stream_reply(conv, params)
+        for delta in reply:
             sys.stdout.write(delta)
             sys.stdout.flush()
         sys.stdout.write("\n")
-        stats = services.engine.last_stats
-        if args.stats and stats is not None:
-            print(stats.summary(), file=sys.stderr)
+        if args.stats:
+            print(reply.stats.summary(), file=sys.stderr)
         return 0
     finally:
         services.close()

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.chat import Conversation, GenParams, ReplyStats
+from app.chat import Conversation, GenParams, Reply, ReplyStats
 from app.errors import (
     ContextTooLong,
     ModelLoadFailed,
@@ -316,7 +316,6 @@ class LlamaCppEngine:
         self._session = _Session()
         self._session_key: str | None = None
         self.model: LoadedModel | None = None
-        self.last_stats: ReplyStats | None = None
         self.reuse_kv = True
         # Bounded caches: image embeddings (skip the encoder for an image seen before) and the KV state
         # of conversations switched away from. Sizes can be changed before or after load.
@@ -539,25 +538,28 @@ class LlamaCppEngine:
     # -- chat --------------------------------------------------------------------------------
 
     def stream_reply(self, conv: Conversation, params: GenParams | None = None,
-                     session: str | None = None) -> Iterator[str]:
-        """Stream the assistant's reply to conv as text deltas; stats land in last_stats.
+                     session: str | None = None) -> Reply:
+        """The assistant's reply to conv: iterate it for text deltas; its stats are final when it ends.
 
         session names the conversation (e.g. its id): when it changes, the KV cache of the previous one
         is kept aside (within sessions.max_bytes) and the named one's is restored if it was kept.
 
-        Raises:
+        Raises (on the first iteration):
             NoModelLoaded, TooManyImages, ContextTooLong, UnsupportedImage: the request cannot run;
             the engine stays usable.
         """
-        params = params or GenParams()
+        stats = ReplyStats()
+        return Reply(self._stream(conv, params or GenParams(), session, stats), stats)
+
+    def _stream(self, conv: Conversation, params: GenParams, session: str | None,
+                stats: ReplyStats) -> Iterator[str]:
         with self._lock:
             if self.model is None:
                 raise NoModelLoaded("No model is loaded. Pick a model first.")
             self._stop.clear()
             self._check_images(conv)
-            stats = ReplyStats(device_lm=self.model.device_lm, device_mmproj=self.model.device_mmproj,
-                               context_size=self.model.n_ctx)
-            self.last_stats = stats
+            stats.device_lm, stats.device_mmproj = self.model.device_lm, self.model.device_mmproj
+            stats.context_size = self.model.n_ctx
             t_start = time.perf_counter()
             if session is not None and session != self._session_key:
                 self._switch_session(session)

@@ -6,10 +6,10 @@ import logging
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from app.catalog import ModelSpec, load_catalog
-from app.chat import Conversation, GenParams, ReplyStats, Turn, fit_conversation
+from app.chat import Conversation, GenParams, Reply, Turn, fit_conversation
 from app.downloads import DownloadManager
 from app.errors import AppError, NoModelLoaded, TooManyImages, printable
 from app.images import PreparedImage
@@ -22,12 +22,13 @@ logger = logging.getLogger(__name__)
 class Engine(Protocol):
     """What Iris needs from an inference engine (LlamaCppEngine; a fake in UI tests)."""
 
-    last_stats: ReplyStats | None
+    model: Any  # what is loaded (n_ctx, max_images, image_tokens, devices), or None
 
     def load(self, lm_path: str | Path, mmproj_path: str | Path, **kwargs: object) -> object: ...
     def stream_reply(self, conv: Conversation, params: GenParams | None = None,
-                     session: str | None = None) -> Iterator[str]: ...
+                     session: str | None = None) -> Reply: ...
     def count_tokens(self, conv: Conversation) -> int: ...
+    def image_cost(self, image: PreparedImage) -> int: ...
     def stop(self) -> None: ...
     def unload(self) -> None: ...
 
@@ -75,7 +76,6 @@ class Services:
     downloads: DownloadManager = field(default_factory=DownloadManager)
     history: object | None = None  # app.history.History; None for the one-shot CLI
     settings: Settings = field(default_factory=Settings)
-    notice: str = ""  # said to the user after a reply, e.g. that old turns were left out
     _costs: dict = field(default_factory=dict, repr=False)  # (image sha256, model) -> image tokens
 
     # -- models ----------------------------------------------------------------------------------------
@@ -118,15 +118,14 @@ class Services:
 
     def attachment_cost(self, cid: str | None, images: list[PreparedImage]) -> AttachmentCost | None:
         """What the images about to be sent will cost the loaded model, and the context after sending."""
-        model = getattr(self.engine, "model", None)
-        cost_of = getattr(self.engine, "image_cost", None)
-        if model is None or cost_of is None or not images:
+        model = self.engine.model
+        if model is None or not images:
             return None
         per_image = []
         for img in images:
             key = (img.sha256, id(model))
             if key not in self._costs:
-                self._costs[key] = int(cost_of(img))
+                self._costs[key] = int(self.engine.image_cost(img))
             per_image.append(self._costs[key])
         usage = self.usage(cid) if cid and self.history is not None else None
         return AttachmentCost(per_image, usage.used if usage else 0, int(getattr(model, "n_ctx", 0)),
@@ -177,17 +176,16 @@ class Services:
             raise NoModelLoaded("No model is loaded. Pick one above and press Load, or download one on "
                                 "the Models tab.")
         self.check_image_count(len(images))
-        cost_of = getattr(self.engine, "image_cost", None)
-        if cost_of is not None and getattr(self.engine, "model", None) is not None:
+        if self.engine.model is not None:
             # The loaded model's preprocessing sees each image before it is saved: an image it cannot
             # use is refused now, instead of failing every later reply in this chat.
             for img in images:
-                cost_of(img)
+                self.engine.image_cost(img)
         h.append(cid, StoredMessage("user", text, [h.save_image(i) for i in images]))
 
     def check_image_count(self, n: int) -> None:
         """Refuse more images in one message than the loaded model takes."""
-        limit = getattr(getattr(self.engine, "model", None), "max_images", None)
+        limit = getattr(self.engine.model, "max_images", None)
         if limit is not None and n > limit:
             name = self.loaded.name if self.loaded else "This model"
             raise TooManyImages(f"{name} accepts at most {limit} image{'s' if limit != 1 else ''} per message; "
@@ -200,10 +198,8 @@ class Services:
                  for m in stored.messages]
         return Conversation(system=stored.system, turns=turns)
 
-    def reply(self, cid: str) -> Iterator[str]:
-        """Stream the answer to the conversation's last question and save it (a stopped one too)."""
-        from app.history import StoredMessage
-
+    def reply(self, cid: str) -> Reply:
+        """Answer the conversation's last question: a Reply whose text is saved when it ends (a stopped one too)."""
         h = self._history()
         if self.loaded is None:
             raise NoModelLoaded("No model is loaded. Pick one above and press Load, or download one on "
@@ -211,40 +207,43 @@ class Services:
         conv = self.conversation(cid)
         if not conv.turns or conv.turns[-1].role != "user":
             raise AppError("There is no question to answer; type one first.")
-        self.notice = ""
-        size = getattr(getattr(self.engine, "model", None), "n_ctx", 0)
+        notice = ""
+        size = getattr(self.engine.model, "n_ctx", 0)
         if size:
             reserve = min(self.params.max_tokens, size // 4)
             conv, dropped = fit_conversation(conv, self.engine.count_tokens, size - reserve)
             if dropped:
-                self.notice = (f"This conversation no longer fits the model's context ({size} tokens), so the "
-                               f"oldest {dropped} message{'s' if dropped != 1 else ''} were left out of this "
-                               "reply. They are still saved here.")
-        text = ""
+                notice = (f"This conversation no longer fits the model's context ({size} tokens), so the "
+                          f"oldest {dropped} message{'s' if dropped != 1 else ''} were left out of this "
+                          "reply. They are still saved here.")
+        inner = self.engine.stream_reply(conv, self.params, session=cid)
+        return Reply(self._saving(cid, inner), inner.stats, notice)
+
+    def _saving(self, cid: str, inner: Reply) -> Iterator[str]:
+        from app.history import StoredMessage
+
         failed = False
         try:
-            for delta in self.engine.stream_reply(conv, self.params, session=cid):
-                text += delta
-                yield delta
+            yield from inner
         except AppError:
             failed = True
             raise
         finally:
             # Saved even when stopped or when the browser went away: only the unfinished tokens are lost.
-            if not failed or text:
-                stats = self.engine.last_stats
-                h.append(cid, StoredMessage("assistant", text, model=self.loaded.name if self.loaded else None,
-                                            stats=asdict(stats) if stats else None))
+            if not failed or inner.text:
+                stats = {k: v for k, v in asdict(inner.stats).items() if k != "token_ids"}
+                self._history().append(cid, StoredMessage("assistant", inner.text, stats=stats,
+                                                          model=self.loaded.name if self.loaded else None))
 
-    def regenerate(self, cid: str) -> Iterator[str]:
+    def regenerate(self, cid: str) -> Reply:
         """Replace the last reply with a new one."""
         h = self._history()
         stored = h.get(cid)
         if stored.messages and stored.messages[-1].role == "assistant":
             h.truncate(cid, len(stored.messages) - 1)
-        yield from self.reply(cid)
+        return self.reply(cid)
 
-    def edit(self, cid: str, index: int, text: str) -> Iterator[str]:
+    def edit(self, cid: str, index: int, text: str) -> Reply:
         """Change question number index, drop everything after it, and answer again."""
         h = self._history()
         stored = h.get(cid)
@@ -252,7 +251,7 @@ class Services:
             raise AppError("Only your own questions can be edited.")
         h.set_text(cid, index, text)
         h.truncate(cid, index + 1)
-        yield from self.reply(cid)
+        return self.reply(cid)
 
     def usage(self, cid: str, stored: object | None = None) -> Usage | None:
         """Context use after the conversation's last reply, or None before any."""

@@ -20,7 +20,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import gradio as gr  # noqa: E402
 
-from app.chat import Conversation, Turn
+from app.chat import Conversation, Reply, Turn
 from app.errors import AppError
 from app.images import prepare_image
 from app.services import Services
@@ -383,26 +383,25 @@ def build_ui(services: Services) -> gr.Blocks:
         msgs, index, _, _ = show(cid)
         return cid, msgs, index, gr.update(value=None), gr.update(choices=conv_choices(), value=cid), True
 
-    def stream(cid: str | None, run: Callable[[], Iterator[str]]) -> Iterator[tuple[Any, ...]]:
+    def stream(cid: str | None, run: Callable[[], Reply]) -> Iterator[tuple[Any, ...]]:
         """Show a reply as it streams, then the saved conversation with its stats."""
         assert cid is not None
         msgs, index, _, _ = show(cid)
-        reply = {"role": "assistant", "content": "…"}
-        text = ""
+        bubble = {"role": "assistant", "content": "…"}
         try:
-            for delta in run():
-                text += delta
-                reply["content"] = text
-                yield msgs + [reply], gr.skip(), gr.skip(), gr.skip()
+            reply = run()
+            for _delta in reply:
+                bubble["content"] = reply.text
+                yield msgs + [bubble], gr.skip(), gr.skip(), gr.skip()
         except AppError as exc:
             gr.Warning(toast(exc))
             msgs, index, gauge, _ = show(cid)
             yield msgs, index, gauge, f"⚠️ {plain(exc)}"
             return
-        if services.notice:
-            gr.Warning(toast(services.notice))
+        if reply.notice:
+            gr.Warning(toast(reply.notice))
         msgs, index, gauge, _ = show(cid)
-        yield msgs, index, gauge, services.notice
+        yield msgs, index, gauge, plain(reply.notice)
 
     @shows_app_errors
     def respond(cid: str | None, accepted: bool) -> Iterator[tuple[Any, ...]]:

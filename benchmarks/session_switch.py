@@ -45,8 +45,9 @@ def main() -> None:
         b_total = time.perf_counter() - t
         saved = eng.sessions.bytes
         conv_a.turns += [Turn("assistant", reply), Turn("user", "What colours are in it?")]
-        "".join(eng.stream_reply(conv_a, params, session=f"a{keep}"))
-        st = eng.last_stats
+        follow_up = eng.stream_reply(conv_a, params, session=f"a{keep}")
+        "".join(follow_up)
+        st = follow_up.stats
         label = "with snapshots" if keep else "without snapshots"
         print(f"{a.shape}, {label}: snapshot kept {saved / 1e6:.1f} MB; switching to B took {b_total:.2f} s "
               f"in all; A's follow-up: first token {st.ttft_s:.2f} s, {st.prompt_tokens_evaluated} tokens "

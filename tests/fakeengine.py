@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.chat import Conversation, GenParams, ReplyStats
+from app.chat import Conversation, GenParams, Reply, ReplyStats
 
 
 @dataclass
@@ -28,7 +28,6 @@ class FakeEngine:
         self.replies = replies or ["A red square."]
         self.delay = delay
         self.model: FakeModel | None = None
-        self.last_stats: ReplyStats | None = None
         self.asked: list[Conversation] = []
         self._stop = threading.Event()
 
@@ -43,14 +42,17 @@ class FakeEngine:
         return sum(len(t.text.split()) + 16 * len(t.images) for t in conv.turns)
 
     def stream_reply(self, conv: Conversation, params: GenParams | None = None,
-                     session: str | None = None) -> Iterator[str]:
+                     session: str | None = None) -> Reply:
+        stats = ReplyStats()
+        return Reply(self._words(conv, stats), stats)
+
+    def _words(self, conv: Conversation, stats: ReplyStats) -> Iterator[str]:
         self._stop.clear()
         self.asked.append(conv)
         text = self.replies[(len(self.asked) - 1) % len(self.replies)]
-        stats = ReplyStats(device_lm="CPU", device_mmproj="CPU", context_size=4096, ttft_s=0.01,
-                           prompt_tokens=self.count_tokens(conv), decode_tok_s=100.0,
-                           images_encoded=sum(len(t.images) for t in conv.turns), finish_reason="stop")
-        self.last_stats = stats
+        stats.__dict__.update(device_lm="CPU", device_mmproj="CPU", context_size=4096, ttft_s=0.01,
+                              prompt_tokens=self.count_tokens(conv), decode_tok_s=100.0,
+                              images_encoded=sum(len(t.images) for t in conv.turns), finish_reason="stop")
         for i, word in enumerate(text.split(" ")):
             if self._stop.is_set():
                 stats.finish_reason = "stopped"

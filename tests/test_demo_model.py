@@ -14,6 +14,7 @@ from app.engine import LlamaCppEngine
 from app.images import prepare_image
 from training import world
 from training.heldout import held_out_scenes
+from replies import ids_of, said
 
 ARTIFACT = Path(__file__).resolve().parent.parent / "test-artifacts" / "demo-accuracy.json"
 DEMO = Path(os.environ.get("IRIS_DEMO_DIR") or Path(__file__).resolve().parent.parent / "assets" / "demo")
@@ -46,7 +47,7 @@ def record(**figures) -> None:
 def ask(eng: LlamaCppEngine, scene: world.Scene, question: str) -> str:
     img = prepare_image(world.png(scene), name="scene.png")
     conv = Conversation(turns=[Turn("user", question, [img])])
-    return "".join(eng.stream_reply(conv, GREEDY)).strip()
+    return said(eng.stream_reply(conv, GREEDY)).strip()
 
 
 def test_llama_cpp_logits_match_the_pytorch_reference(demo):
@@ -109,11 +110,11 @@ def test_same_image_twice_same_answer_and_swapping_changes_it(demo):
     img_b = prepare_image(world.png(b), name="b.png")
     q = "Describe the image."
     conv = Conversation(turns=[Turn("user", q, [img_a])])
-    first = "".join(demo.stream_reply(conv, GREEDY)).strip()
+    first = said(demo.stream_reply(conv, GREEDY)).strip()
     conv.turns += [Turn("assistant", first), Turn("user", q)]  # the same question about the same image again
-    second = "".join(demo.stream_reply(conv, GREEDY)).strip()
-    again = "".join(demo.stream_reply(Conversation(turns=[Turn("user", q, [img_a])]), GREEDY)).strip()
-    swapped = "".join(demo.stream_reply(Conversation(turns=[Turn("user", q, [img_b])]), GREEDY)).strip()
+    second = said(demo.stream_reply(conv, GREEDY)).strip()
+    again = said(demo.stream_reply(Conversation(turns=[Turn("user", q, [img_a])]), GREEDY)).strip()
+    swapped = said(demo.stream_reply(Conversation(turns=[Turn("user", q, [img_b])]), GREEDY)).strip()
     print(f"\nA: {first!r} / asked again: {second!r} / new chat, same image: {again!r} / other image: {swapped!r}")
     assert first == second == again
     assert swapped != first

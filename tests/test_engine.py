@@ -14,12 +14,13 @@ from app.errors import BadModelFile, ContextTooLong, ModelMismatch, TooManyImage
 from app.ggufinfo import LMSummary, MMProjSummary
 from app.images import prepare_image
 from modelwriter import Shape, corrupt_copy, write_lm, write_mmproj, write_pair
+from replies import ids_of, said
 
 GREEDY = GenParams(temperature=0.0, max_tokens=12, seed=7)
 
 
 def ask(engine, conv, params=GREEDY):
-    return "".join(engine.stream_reply(conv, params))
+    return said(engine.stream_reply(conv, params))
 
 
 def user(text, *paths):
@@ -28,7 +29,7 @@ def user(text, *paths):
 
 def test_text_only_turn(engine):
     out = ask(engine, Conversation(turns=[Turn("user", "hello there")]))
-    st = engine.last_stats
+    st = out.stats
     assert st.image_tokens == 0 and st.images_encoded == 0
     assert 1 <= st.completion_tokens <= GREEDY.max_tokens + 3  # multibyte hold-back, see research note
     assert st.finish_reason in ("length", "end")
@@ -39,10 +40,10 @@ def test_one_image_reports_its_tokens_and_encode_time(engine, images):
     engine.embeddings.clear()
     engine.reuse_kv = False
     try:
-        ask(engine, Conversation(turns=[user("what is this?", images["red"])]))
+        last = ask(engine, Conversation(turns=[user("what is this?", images["red"])]))
     finally:
         engine.reuse_kv = True
-    st = engine.last_stats
+    st = last.stats
     assert st.image_tokens == 16 and st.images_encoded == 1
     assert st.image_encode_s > 0 and st.ttft_s > 0
     assert st.prompt_tokens > st.image_tokens
@@ -50,8 +51,8 @@ def test_one_image_reports_its_tokens_and_encode_time(engine, images):
 
 
 def test_two_images_in_one_turn(engine, images):
-    ask(engine, Conversation(turns=[user("compare", images["red"], images["blue"])]))
-    assert engine.last_stats.image_tokens == 32
+    last = ask(engine, Conversation(turns=[user("compare", images["red"], images["blue"])]))
+    assert last.stats.image_tokens == 32
 
 
 def test_images_in_two_turns_only_encode_the_new_one(engine, images):
@@ -59,8 +60,8 @@ def test_images_in_two_turns_only_encode_the_new_one(engine, images):
     conv = Conversation(turns=[user("first", images["red"])])
     first = ask(engine, conv)
     conv.turns += [Turn("assistant", first), user("and now?", images["blue"])]
-    ask(engine, conv)
-    st = engine.last_stats
+    last = ask(engine, conv)
+    st = last.stats
     assert st.image_tokens == 32
     assert st.images_encoded == 1  # the red image is still in the KV cache
     assert st.prompt_tokens_evaluated < st.prompt_tokens
@@ -84,7 +85,7 @@ def test_same_size_images_differ_by_content(engine, images):
     engine.embeddings.clear()
     a = ask(engine, Conversation(turns=[user("what colour?", images["red"])]), replace(GREEDY, max_tokens=24))
     b = ask(engine, Conversation(turns=[user("what colour?", images["blue"])]), replace(GREEDY, max_tokens=24))
-    assert engine.last_stats.images_encoded == 1  # blue was not mistaken for the cached red
+    assert b.stats.images_encoded == 1  # blue was not mistaken for the cached red
     assert a != b
 
 
@@ -98,7 +99,8 @@ def test_stop_from_another_thread_ends_within_a_token_then_engine_is_ready(engin
     conv = Conversation(turns=[Turn("user", "tell me a long story")])
     got_after_stop = 0
     stopped = False
-    for i, _delta in enumerate(engine.stream_reply(conv, replace(GREEDY, max_tokens=400))):
+    reply = engine.stream_reply(conv, replace(GREEDY, max_tokens=400))
+    for i, _delta in enumerate(reply):
         if stopped:
             got_after_stop += 1
         if i == 2:
@@ -107,23 +109,23 @@ def test_stop_from_another_thread_ends_within_a_token_then_engine_is_ready(engin
             t.join()
             stopped = True
     assert stopped and got_after_stop <= 1
-    assert engine.last_stats.finish_reason == "stopped"
-    assert engine.last_stats.completion_tokens < 20
+    assert reply.stats.finish_reason == "stopped"
+    assert reply.stats.completion_tokens < 20
     out = ask(engine, Conversation(turns=[Turn("user", "again")]))
-    assert engine.last_stats.finish_reason in ("length", "end") and isinstance(out, str)
+    assert out.stats.finish_reason in ("length", "end") and isinstance(out, str)
 
 
 def test_too_many_images_are_refused_and_engine_stays_usable(engine, images):
     conv = Conversation(turns=[user("many", *[images["red"]] * 5)])
     with pytest.raises(TooManyImages, match="at most 4 images per message; this message has 5"):
-        ask(engine, conv)
-    ask(engine, Conversation(turns=[Turn("user", "still there?")]))
+        last = ask(engine, conv)
+    last = ask(engine, Conversation(turns=[Turn("user", "still there?")]))
 
 
 def test_context_overflow_is_refused_with_numbers(engine):
     with pytest.raises(ContextTooLong, match=r"needs \d+ tokens .* holds 2048"):
-        ask(engine, Conversation(turns=[Turn("user", "word " * 3000)]))
-    ask(engine, Conversation(turns=[Turn("user", "fine")]))
+        last = ask(engine, Conversation(turns=[Turn("user", "word " * 3000)]))
+    last = ask(engine, Conversation(turns=[Turn("user", "fine")]))
 
 
 def test_auto_selects_llava15_and_renders_vicuna_correctly(engine, images):
@@ -140,8 +142,8 @@ def test_explicit_generic_mtmd_handler_uses_the_files_template(tiny_pair, images
         eng.load(*tiny_pair, chat_format="mtmd")
         text, _ = eng.render(Conversation(system="Be brief.", turns=[user("hi", images["red"])]))
         assert text == "Be brief.\nUSER: <__media__>hi\nASSISTANT: "
-        ask(eng, Conversation(turns=[user("hi", images["red"])]))
-        assert eng.last_stats.image_tokens == 16
+        last = ask(eng, Conversation(turns=[user("hi", images["red"])]))
+        assert last.stats.image_tokens == 16
     finally:
         eng.close()
 
@@ -203,7 +205,7 @@ def test_mismatched_pair_is_refused_and_old_model_survives(tiny_pair, tmp_path):
         with pytest.raises(ModelMismatch, match="64-wide model; the LM .* is 128-wide"):
             eng.load(lm, tiny_pair[1])
         assert eng.model is not None  # checks run before the resident model is closed
-        ask(eng, Conversation(turns=[Turn("user", "hi")]))
+        last = ask(eng, Conversation(turns=[Turn("user", "hi")]))
     finally:
         eng.close()
 
@@ -251,10 +253,10 @@ def test_regenerate_and_edit_before_an_image_match_fresh_evaluation(engine, imag
     first = ask(engine, conv)
     assert first == fresh(engine, conv)
     again = ask(engine, conv)  # regenerate: the whole prompt is cached; the last token is evaluated again
-    assert again == first and engine.last_stats.prompt_tokens_evaluated == 1
+    assert again == first and again.stats.prompt_tokens_evaluated == 1
     conv.turns[0] = Turn("user", "hello again")  # an edit before the image
     edited = ask(engine, conv)
-    st = engine.last_stats
+    st = edited.stats
     assert edited == fresh(engine, conv)
     assert st.images_encoded == 0 and st.images_cached == 1  # re-fed from the embedding cache
 
@@ -274,25 +276,25 @@ def test_switching_conversations_restores_their_cache(engine, images):
     engine.embeddings.clear()
     a = Conversation(turns=[user("what is this?", images["red"])])
     b = Conversation(turns=[user("and this?", images["blue"])])
-    a_reply = "".join(engine.stream_reply(a, GREEDY, session="a"))
-    b_reply = "".join(engine.stream_reply(b, GREEDY, session="b"))
+    a_reply = said(engine.stream_reply(a, GREEDY, session="a"))
+    b_reply = said(engine.stream_reply(b, GREEDY, session="b"))
     assert engine.sessions.bytes > 0  # a's cache was kept aside
     a.turns += [Turn("assistant", a_reply), Turn("user", "more?")]
-    follow = "".join(engine.stream_reply(a, GREEDY, session="a"))
-    st = engine.last_stats
+    follow = said(engine.stream_reply(a, GREEDY, session="a"))
+    st = follow.stats
     assert st.images_encoded == 0 and st.images_cached == 0  # nothing of a was evaluated again
     assert st.prompt_tokens_evaluated < st.prompt_tokens - st.image_tokens  # only the new tail
     assert follow == fresh(engine, a)
     b.turns += [Turn("assistant", b_reply), Turn("user", "more?")]
-    assert "".join(engine.stream_reply(b, GREEDY, session="b")) == fresh(engine, b)
+    assert said(engine.stream_reply(b, GREEDY, session="b")) == fresh(engine, b)
 
 
 def test_caches_stay_within_their_bounds(engine, images):
     engine.sessions.clear()
     engine.sessions.max_bytes = 1  # too small for any snapshot
     try:
-        "".join(engine.stream_reply(Conversation(turns=[user("x", images["red"])]), GREEDY, session="p"))
-        "".join(engine.stream_reply(Conversation(turns=[user("y", images["blue"])]), GREEDY, session="q"))
+        last = said(engine.stream_reply(Conversation(turns=[user("x", images["red"])]), GREEDY, session="p"))
+        last = said(engine.stream_reply(Conversation(turns=[user("y", images["blue"])]), GREEDY, session="q"))
         assert engine.sessions.bytes == 0
     finally:
         engine.sessions.max_bytes = 1024**3
@@ -300,7 +302,7 @@ def test_caches_stay_within_their_bounds(engine, images):
     limit, cache.max_bytes = cache.max_bytes, 0
     try:
         cache.clear()
-        ask(engine, Conversation(turns=[user("z", images["red"])]))
+        last = ask(engine, Conversation(turns=[user("z", images["red"])]))
         assert cache.bytes == 0
     finally:
         cache.max_bytes = limit

@@ -16,6 +16,7 @@ from app.chat import Conversation, GenParams, Turn
 from app.engine import LlamaCppEngine
 from app.images import prepare_image
 from families import FAMILIES, write_family_pair
+from replies import ids_of, said
 
 IDS = GenParams(temperature=0.0, max_tokens=6, seed=7, ignore_eos=True)
 CATALOG = json.loads((Path(__file__).parent.parent / "models" / "catalog.json").read_text())["models"]
@@ -51,10 +52,10 @@ def fam(request, tmp_path_factory):
 
 
 def _ids(engine, conv, session=None) -> list[int]:
-    "".join(engine.stream_reply(conv, IDS, session=session))
-    st = engine.last_stats
+    text = said(engine.stream_reply(conv, IDS, session=session))
+    st = text.stats
     assert len(st.token_ids) == st.completion_tokens == IDS.max_tokens
-    return list(st.token_ids)
+    return ids_of(text)
 
 
 def _user(text, *paths):
@@ -72,7 +73,7 @@ def test_load_picks_the_catalog_chat_format(fam):
 def test_text_turn(fam):
     _name, eng = fam
     ids = _ids(eng, Conversation(turns=[Turn("user", "hello there")]))
-    assert eng.last_stats.image_tokens == 0
+    assert ids.stats.image_tokens == 0
     assert len(set(ids)) > 1 or ids[0] > 2  # not a stream of control tokens
 
 
@@ -80,7 +81,7 @@ def test_image_turn_and_images_change_the_answer(fam, images):
     _name, eng = fam
     eng.embeddings.clear()
     red = _ids(eng, Conversation(turns=[_user("what colour?", images["red"])]))
-    st = eng.last_stats
+    st = red.stats
     assert st.image_tokens > 0 and st.images_encoded >= 1
     blue = _ids(eng, Conversation(turns=[_user("what colour?", images["blue"])]))
     assert red != blue  # what the image holds reaches the logits, so a wrong cache would show
@@ -97,7 +98,7 @@ def test_two_images_in_one_message(fam, images):
     two = eng.count_tokens(conv)
     assert two > one
     ids = _ids(eng, conv)
-    assert eng.last_stats.prompt_tokens == two
+    assert ids.stats.prompt_tokens == two
     assert len(set(ids)) >= 1
     # The second image reaches the logits (exactly equal logits would mean it was dropped).
     one_logits = eng.next_token_logits(Conversation(turns=[_user("compare them", images["red"])]))
@@ -114,7 +115,7 @@ def test_follow_up_with_reuse_equals_fresh_evaluation(fam, images):
             conv.turns.append(follow_up)
         eng.reuse_kv = True
         reused = _ids(eng, conv, session="reuse")
-        evaluated, total = eng.last_stats.prompt_tokens_evaluated, eng.last_stats.prompt_tokens
+        evaluated, total = reused.stats.prompt_tokens_evaluated, reused.stats.prompt_tokens
         eng.reuse_kv = False
         fresh = _ids(eng, conv, session="reuse")
         eng.reuse_kv = True
@@ -133,9 +134,9 @@ def test_conversation_switch_and_back_restores_the_snapshot(fam, images):
     eng.reuse_kv = True
     first = _ids(eng, a, session="conv-a")
     assert first == fresh, name
-    _ids(eng, b, session="conv-b")
+    last = _ids(eng, b, session="conv-b")
     again = _ids(eng, a, session="conv-a")
-    st = eng.last_stats
+    st = again.stats
     if FAMILIES[name].lm_arch == "gemma3":
         # The test pair's 16-token sliding window no longer covers the kept prefix's last window, so
         # the engine evaluates A again rather than answer from a truncated cache (as llama-server does).
@@ -150,14 +151,14 @@ def test_same_image_in_a_new_conversation_is_not_encoded_again(fam, images):
     name, eng = fam
     eng.embeddings.clear()
     # Text only first, so that no earlier test's image is still in the KV cache.
-    _ids(eng, Conversation(system="Other.", turns=[Turn("user", "no picture")]), session="cache")
-    _ids(eng, Conversation(turns=[_user("look", images["red"])]), session="cache")
-    encoded = eng.last_stats.images_encoded
+    last = _ids(eng, Conversation(system="Other.", turns=[Turn("user", "no picture")]), session="cache")
+    last = _ids(eng, Conversation(turns=[_user("look", images["red"])]), session="cache")
+    encoded = last.stats.images_encoded
     assert encoded >= 1
     # Another conversation in between, so the KV cache no longer holds the image.
-    _ids(eng, Conversation(system="Other.", turns=[Turn("user", "no picture")]), session="cache")
+    last = _ids(eng, Conversation(system="Other.", turns=[Turn("user", "no picture")]), session="cache")
     cached = _ids(eng, Conversation(system="New.", turns=[_user("again?", images["red"])]), session="cache")
-    st = eng.last_stats
+    st = cached.stats
     assert st.images_encoded == 0 and st.images_cached == encoded, (name, st.images_encoded, st.images_cached)
     eng.embeddings.clear()
     eng.reuse_kv = False

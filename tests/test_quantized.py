@@ -16,6 +16,7 @@ from app.chat import Conversation, GenParams, Turn
 from app.engine import LlamaCppEngine
 from app.images import prepare_image
 from modelwriter import PRESETS, write_pair
+from replies import ids_of, said
 
 IDS = GenParams(temperature=0.0, max_tokens=8, seed=7, ignore_eos=True)
 # The tensor types each file must really hold (gguf-py names), so a silent fallback is caught.
@@ -33,11 +34,11 @@ def quant_engine(request, tmp_path_factory):
 
 
 def _ids(engine, conv, params=IDS) -> list[int]:
-    text = "".join(engine.stream_reply(conv, params))
-    st = engine.last_stats
+    text = said(engine.stream_reply(conv, params))
+    st = text.stats
     assert len(st.token_ids) == st.completion_tokens == params.max_tokens
     assert isinstance(text, str)
-    return list(st.token_ids)
+    return ids_of(text)
 
 
 def _user(text, *paths):
@@ -53,7 +54,7 @@ def test_file_holds_the_quantization_it_claims(quant_engine):
 def test_text_turn(quant_engine):
     _quant, _lm, eng = quant_engine
     ids = _ids(eng, Conversation(turns=[Turn("user", "hello there")]))
-    assert eng.last_stats.image_tokens == 0
+    assert ids.stats.image_tokens == 0
     assert len(set(ids)) > 1 or ids[0] not in (0, 1, 2)  # not a stream of control tokens
 
 
@@ -61,7 +62,7 @@ def test_image_turn_and_images_change_the_answer(quant_engine, images):
     _quant, _lm, eng = quant_engine
     eng.embeddings.clear()
     red = _ids(eng, Conversation(turns=[_user("what colour?", images["red"])]))
-    assert eng.last_stats.image_tokens > 0 and eng.last_stats.images_encoded == 1
+    assert red.stats.image_tokens > 0 and red.stats.images_encoded == 1
     blue = _ids(eng, Conversation(turns=[_user("what colour?", images["blue"])]))
     assert red != blue  # what the image holds reaches the logits, so a wrong cache would show
 
@@ -74,8 +75,8 @@ def test_follow_up_with_reuse_equals_fresh_evaluation(quant_engine, images):
             conv.turns.append(follow_up)
         eng.reuse_kv = True
         reused = _ids(eng, conv)
-        evaluated = eng.last_stats.prompt_tokens_evaluated
-        total = eng.last_stats.prompt_tokens
+        evaluated = reused.stats.prompt_tokens_evaluated
+        total = reused.stats.prompt_tokens
         eng.reuse_kv = False
         fresh = _ids(eng, conv)
         eng.reuse_kv = True

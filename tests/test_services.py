@@ -77,10 +77,11 @@ def test_overflow_drops_the_oldest_turns_and_says_so(models_dir, tiny_pair, tmp_
         for i in range(4):
             s.history.append(cid, StoredMessage("assistant", filler))
             s.history.append(cid, StoredMessage("user", f"question {i}"))
-        text = "".join(s.reply(cid))
-        assert "oldest" in s.notice and "left out" in s.notice
+        reply = s.reply(cid)
+        text = "".join(reply)
+        assert "oldest" in reply.notice and "left out" in reply.notice
         assert s.history.get(cid).messages[-1].text == text  # answered, not an error
-        assert s.engine.last_stats.images_encoded == 1  # the newest image was kept
+        assert reply.stats.images_encoded == 1  # the newest image was kept
     finally:
         s.close()
         s.history.close()
