@@ -774,7 +774,13 @@ class LlamaCppEngine:
                     j = i
                     while j < len(new) and not isinstance(new[j], tuple) and j - i < llama.n_batch:
                         j += 1
-                    llama.eval(new[i:j])
+                    try:
+                        llama.eval(new[i:j])
+                    except RuntimeError as exc:  # llama_decode failed: a broken vocabulary or batch
+                        raise ModelLoadFailed(
+                            f"llama.cpp could not evaluate this prompt with {self.model.lm_path.name} ({exc}). "
+                            "The model file may be damaged; download it again."
+                        ) from None
                     stats.prompt_tokens_evaluated += j - i
                     sess.units.extend(new[i:j])
                     i = j

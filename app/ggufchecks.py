@@ -274,8 +274,9 @@ def check_mmproj_deep(info: Any, ptype: str) -> None:
     _shape(info, "v.class_embd", (D,))
     pos = info.tensors.get("v.position_embd.weight")
     if pos is not None and ptype not in _ROPE_OR_BUCKETS:
+        # The graph adds the table to the patches row for row: exactly one row per patch (+ class token).
         need = (size // P) ** 2 + (1 if "v.class_embd" in info.tensors else 0)
-        if len(pos.shape) < 2 or pos.shape[0] != D or pos.shape[1] < need:
+        if len(pos.shape) < 2 or pos.shape[0] != D or pos.shape[1] != need:
             raise _bad(info, f"v.position_embd.weight has shape {list(pos.shape)} but {size} px images in "
                              f"{P} px patches need [{D}, {need}]")
     for n in ("v.pre_ln.weight", "v.pre_ln.bias", "v.post_ln.weight", "v.post_ln.bias"):
@@ -296,9 +297,9 @@ def check_mmproj_deep(info: Any, ptype: str) -> None:
         _shape(info, b + "ffn_down.weight", (Fv, D), (D, Fv))
         _shape(info, b + "ffn_gate.weight", (D, Fv), (Fv, D))
     if qwen:
-        # The Qwen encoder adds its attention biases unconditionally (a missing one is a NULL pointer).
-        missing = [f"v.blk.{i}.attn_{p}.bias" for i in range(L) for p in ("q", "k", "v")
-                   if f"v.blk.{i}.attn_{p}.bias" not in info.tensors]
+        # The Qwen encoder uses its second patch kernel and attention biases unconditionally (NULL pointers).
+        missing = [n for n in ["v.patch_embd.weight.1"] + [f"v.blk.{i}.attn_{p}.bias" for i in range(L)
+                                                            for p in ("q", "k", "v")] if n not in info.tensors]
         if missing:
             raise BadModelFile(f"{info.path.name} is not a complete vision projector: it lacks {missing[0]}. "
                                "Download the file again from the model's repository.")

@@ -99,6 +99,10 @@ CASES = {
                             "projection_dim"),
     "bias-longer-than-its-layer": ("qwen2.5-vl", "mm", lambda s: _reshape(s, "v.blk.1.ffn_down.bias", [33]),
                                    "v.blk.1.ffn_down.bias"),
+    "qwen-second-patch-kernel-missing": ("qwen2.5-vl", "mm", lambda s: s.tensors.remove(_tensor(s, "v.patch_embd.weight.1")),
+                                         "v.patch_embd.weight.1"),
+    "position-table-longer-than-the-patches": ("gemma-3", "mm", lambda s: _reshape(s, "v.position_embd.weight", [32, 65]),
+                                               "v.position_embd.weight"),
     "f16-bias": ("moondream", "lm", lambda s: _retype(s, "blk.1.attn_norm.bias", QT.F16), "blk.1.attn_norm.bias"),
     "resampler-not-square": ("minicpm-v", "mm", lambda s: _reshape(s, "resampler.proj.weight", [256, 128]),
                              "resampler.proj.weight"),
@@ -147,3 +151,12 @@ def test_seeded_fuzz_never_crashes_or_raises(pairs, tmp_path, images):
         out.unlink()
     print(f"fuzz: {counts}")
     assert counts["refused"] > 0 and counts["answered"] > 0
+
+
+def test_a_vocabulary_without_token_types_is_answered_or_refused_never_a_traceback(tmp_path, images):
+    # Found by the long fuzz run: llama_decode failed and llama-cpp-python's RuntimeError escaped.
+    lm, mm = write_family_pair(tmp_path / "smol", "smolvlm")
+    bad = _edit(lm, tmp_path / "no-token-types.gguf",
+                lambda s: s.keys.remove(s.key("tokenizer.ggml.token_type")))
+    result = run_child(bad, mm, images["red"], timeout=60)
+    assert result["outcome"] in ("answered", "refused"), result
