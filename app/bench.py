@@ -28,6 +28,7 @@ import time
 import urllib.request
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 TURNS: list[tuple[str, int | None]] = [
     ("Describe this picture.", 0),
@@ -153,8 +154,8 @@ def work_stock(lm: Path, mm: Path, images: list[Path], n_ctx: int, max_tokens: i
 
 def work_server(server: Path, lm: Path, mm: Path, images: list[Path], n_ctx: int, max_tokens: int,
                 threads: int | None) -> tuple[list[dict], int]:
-    from app.cli import free_port
     from app.engine import physical_cores
+    from app.webguard import free_port
 
     port = free_port("127.0.0.1", 8300)
     log_path = Path(tempfile.mkdtemp(prefix="iris-bench-server-")) / "server.log"
@@ -185,7 +186,8 @@ def work_server(server: Path, lm: Path, mm: Path, images: list[Path], n_ctx: int
             req = urllib.request.Request(base + "/v1/chat/completions", body, {"Content-Type": "application/json"})
             t0 = time.perf_counter()
             t_first = None
-            text, timings = "", {}
+            text = ""
+            timings: dict[str, Any] = {}
             with urllib.request.urlopen(req, timeout=3600) as r:
                 for raw in r:
                     line = raw.decode("utf-8", errors="replace").strip()

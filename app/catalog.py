@@ -6,9 +6,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.engine import CHAT_HANDLERS
-
 from app import config
+from app.prompts import CHAT_HANDLERS
 
 # Compute buffers and runtime beside the weights and the KV cache (llama.cpp + CLIP graph), roughly.
 RUNTIME_BYTES = 500_000_000
@@ -71,7 +70,8 @@ class ModelSpec:
             cost = f"{self.image_tokens:,} tokens per image"
         size = f"{self.image_size} px" + (" tiles" if self.image_tokens_min and self.image_size else "") \
             if self.image_size else "any resolution (28 px per token)"
-        return f"{size} · {cost} · up to {self.images_per_message} image{'s' if self.images_per_message != 1 else ''} per message"
+        n = self.images_per_message
+        return f"{size} · {cost} · up to {n} image{'s' if n != 1 else ''} per message"
 
     def quant(self, name: str | None = None) -> Quant:
         """The named quantization (case-insensitive), or the first one listed."""

@@ -27,9 +27,6 @@ class Conversation:
     system: str = ""
     turns: list[Turn] = field(default_factory=list)
 
-    def image_count(self) -> int:
-        return sum(len(t.images) for t in self.turns)
-
 
 @dataclass(frozen=True)
 class GenParams:

@@ -5,29 +5,17 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 from app import config
 from app.chat import Conversation, GenParams, Turn
 from app.errors import AppError
 from app.store import human_size
-from app.webguard import is_loopback, new_key
+from app.webguard import free_port, is_loopback, new_key
 
 logger = logging.getLogger(__name__)
-
-
-def free_port(host: str, start: int, tries: int = 50) -> int:
-    """The first port from start on which nothing listens."""
-    for port in range(start, start + tries):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind((host, port))
-            except OSError:
-                continue
-            return port
-    raise AppError(f"No free port between {start} and {start + tries - 1}. Pass --port.")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -115,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _table(rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in rows)
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -174,7 +162,7 @@ def cmd_download(args: argparse.Namespace) -> int:
     if spec.non_commercial:
         print(f"Note: {spec.name} is licensed for non-commercial use only ({spec.license}).", file=sys.stderr)
     tty = sys.stderr.isatty()
-    last = {"t": 0.0, "state": ""}
+    last: dict[str, Any] = {"t": 0.0, "state": ""}
 
     def show(p: Progress) -> None:
         import time
@@ -296,10 +284,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
             raise KeyboardInterrupt  # the same clean shutdown as Ctrl+C
 
         signal.signal(signal.SIGTERM, terminate)
+
+        def ready(published: str, shown: str) -> None:
+            instance.publish(published)
+            _say(f"Iris is running at {shown}")
+
         services = build_services(getattr(args, "models_dir", None), with_history=True)
         try:
             launch(services, host=host, port=port, open_browser=not args.no_browser, key=key,
-                   on_ready=lambda: (instance.publish(open_url), _say(f"Iris is running at {url}")))
+                   on_ready=lambda: ready(open_url, url))
         finally:
             services.close()
             if services.history is not None:

@@ -27,6 +27,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 # Iris sends nothing to anyone but the files it asks for; must be set before huggingface_hub is imported.
@@ -169,7 +170,7 @@ def _same_origin(a: str, b: str) -> bool:
 
 
 def _is_sha256(s: str | None) -> bool:
-    return bool(s) and len(s) == 64 and all(c in "0123456789abcdef" for c in s)  # type: ignore[union-attr]
+    return s is not None and len(s) == 64 and all(c in "0123456789abcdef" for c in s)
 
 
 def _offline() -> bool:
@@ -261,7 +262,8 @@ class Downloader:
         name = install_name(spec.id, quant.name)
         config.ensure(staging)
         tracker.set(state="checking", total=quant.size, message="asking the Hub about the files")
-        remotes = [self._metadata(spec, role, f, cancel, tracker) for role, f in (("lm", quant.lm), ("mmproj", quant.mmproj))]
+        remotes = [self._metadata(spec, role, f, cancel, tracker)
+                   for role, f in (("lm", quant.lm), ("mmproj", quant.mmproj))]
         total = sum(r.size for r in remotes)
         have = sum(self._have(staging, r) for r in remotes)
         tracker.set(total=total, done=have, message="")
@@ -406,7 +408,8 @@ class Downloader:
         part.unlink(missing_ok=True)
         part.with_name(part.name + ".json").unlink(missing_ok=True)
         raise ChecksumMismatch(
-            f"{r.spec.file} failed its SHA-256 check twice (expected {r.sha256[:12]}…); the bad file was removed. "
+            f"{r.spec.file} failed its SHA-256 check twice (expected {(r.sha256 or '?')[:12]}…); the bad file was "
+            "removed. "
             "Something between you and the Hub (a proxy, antivirus or a flaky disk) is changing the data. "
             "Try again later or from another network."
         )
@@ -429,7 +432,7 @@ class Downloader:
                 if cancel.is_set():
                     raise DownloadCancelled(f"Stopped {r.spec.file} at {human_size(offset)}.")
             fh.seek(offset)
-            state = {"offset": offset, "synced_at": time.monotonic()}
+            state: dict[str, Any] = {"offset": offset, "synced_at": time.monotonic()}
 
             def sync() -> None:
                 fh.flush()
@@ -462,7 +465,8 @@ class Downloader:
                                 if cancel.is_set():
                                     break
                                 if state["offset"] + len(chunk) > r.size:
-                                    raise DownloadError(f"The server sent more than {r.size:,} bytes for {r.spec.file}.")
+                                    raise DownloadError(
+                                        f"The server sent more than {r.size:,} bytes for {r.spec.file}.")
                                 fh.write(chunk)
                                 hasher.update(chunk)
                                 state["offset"] += len(chunk)
@@ -479,7 +483,8 @@ class Downloader:
                         if failures > len(self.retry_delays):
                             raise self._explain(exc, r.spec.file, tracker) from exc
                         delay = self.retry_delays[max(failures - 1, 0)] if failures else 0.0
-                        logger.warning("%s: %s; retrying from byte %d in %.1f s", r.spec.file, exc, state["offset"], delay)
+                        logger.warning("%s: %s; retrying from byte %d in %.1f s", r.spec.file, exc,
+                                       state["offset"], delay)
                         tracker.set(state="retrying", message=f"{_short(exc)}; retrying")
                         if delay and cancel.wait(delay):
                             continue
@@ -541,7 +546,7 @@ class Downloader:
         repo = spec.repo if spec else "the repository"
         endpoint = self.endpoint()
         status = exc.response.status_code if isinstance(exc, HfHubHTTPError) and exc.response is not None else None
-        if status == 401 and "invalid credentials" in (exc.server_message or "").lower():  # type: ignore[union-attr]
+        if status == 401 and "invalid credentials" in (getattr(exc, "server_message", None) or "").lower():
             return DownloadError("The Hub refused the token in HF_TOKEN (invalid credentials). Create a new read "
                                  f"token at {endpoint}/settings/tokens, set HF_TOKEN to it and try again.")
         if isinstance(exc, OfflineModeIsEnabled):

@@ -42,7 +42,6 @@ class DownloadManager:
         self._make = make_downloader
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
-        self.on_installed: Callable[[Job], None] | None = None
 
     def _downloader(self):
         if self._make is not None:
@@ -80,9 +79,6 @@ class DownloadManager:
         except Exception as exc:  # noqa: BLE001 - a background thread must report, not die silently
             logger.exception("download of %s failed", job.name)
             job.error = f"The download failed unexpectedly ({exc}); the details are in the log file."
-        else:
-            if self.on_installed is not None:
-                self.on_installed(job)
 
     def cancel(self, name: str) -> bool:
         """Ask a running job to stop; True when there was one."""

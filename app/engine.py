@@ -40,28 +40,11 @@ from app.errors import (
 from app.ggufinfo import LMSummary, MMProjSummary, PairInfo, check_pair
 from app.images import plain_image
 from app.llamalib import extra_buffers_allowed, model_params_guard, system_info
-from app.prompts import RENDERERS, render_template
+from app.prompts import CHAT_HANDLERS, MAX_IMAGES, RENDERERS, render_template
 
 logger = logging.getLogger(__name__)
 llama_log = logging.getLogger("app.engine.llama")
 
-# Chat formats Iris knows, and the llama-cpp-python handler class behind each.
-CHAT_HANDLERS = {
-    "llava-1-5": "Llava15ChatHandler",
-    "llava-1-6": "Llava16ChatHandler",
-    "llava-1-6-mistral": "Llava16ChatHandler",
-    "moondream": "MoondreamChatHandler",
-    "nanollava": "NanoLlavaChatHandler",
-    "llama-3-vision-alpha": "Llama3VisionAlphaChatHandler",
-    "minicpm-v-2.6": "MiniCPMv26ChatHandler",
-    "qwen2.5-vl": "Qwen25VLChatHandler",
-    "mtmd": "MTMDChatHandler",
-}
-# Images one message may carry, per chat format (the catalog can say otherwise per model).
-MAX_IMAGES = {
-    "llava-1-5": 4, "llava-1-6": 4, "llava-1-6-mistral": 4, "moondream": 1, "nanollava": 1, "llama-3-vision-alpha": 1,
-    "minicpm-v-2.6": 4, "qwen2.5-vl": 8, "mtmd": 8,
-}
 _IMAGE_URL = "iris-image://{}"
 
 
@@ -110,11 +93,6 @@ class LoadedModel:
     backend: str = "cpu"          # what this llama-cpp-python was built for: cpu, cuda, metal
     extra_buffers: bool = True    # False: loaded with the AMX guard's plain kernels
     weight_buffers: tuple[str, ...] = ()  # where llama.cpp put the weights: CPU_Mapped, CPU_REPACK, AMX, CUDA0 ...
-
-
-@dataclass
-class _Image:
-    unit: tuple[str, int, int]  # (sha256, n_cells, n_pos)
 
 
 @dataclass
@@ -331,7 +309,6 @@ class LlamaCppEngine:
         os.environ.setdefault("GGML_NO_BACKTRACE", "1")
         import llama_cpp
         import llama_cpp.llama_chat_format  # noqa: F401
-        import llama_cpp.mtmd_cpp as mtmd_cpp
 
         global _LOG_CB
         if _LOG_CB is None:
@@ -667,7 +644,7 @@ class LlamaCppEngine:
     def _tokenize(self, text: str, images: Sequence[Any]) -> tuple[list[Any], dict[int, Any], Any, list[Any]]:
         from llama_cpp import mtmd_cpp as M
 
-        bitmaps = []
+        bitmaps: list[Any] = []
         for img in images:
             buf = (ctypes.c_uint8 * len(img.png)).from_buffer_copy(img.png)
             bm = M.mtmd_helper_bitmap_init_from_buf(self._mctx, buf, len(img.png), False)
@@ -741,7 +718,7 @@ class LlamaCppEngine:
                 L.llama_memory_clear(mem, True)
                 llama.n_tokens = 0
             k = 0
-            for a, b in zip(new, sess.units):
+            for a, b in zip(new, sess.units, strict=False):  # the common prefix
                 if a != b:
                     break
                 k += 1
@@ -777,8 +754,9 @@ class LlamaCppEngine:
                     try:
                         llama.eval(new[i:j])
                     except RuntimeError as exc:  # llama_decode failed: a broken vocabulary or batch
+                        name = self.model.lm_path.name if self.model else "the model"
                         raise ModelLoadFailed(
-                            f"llama.cpp could not evaluate this prompt with {self.model.lm_path.name} ({exc}). "
+                            f"llama.cpp could not evaluate this prompt with {name} ({exc}). "
                             "The model file may be damaged; download it again."
                         ) from None
                     stats.prompt_tokens_evaluated += j - i
@@ -797,9 +775,8 @@ class LlamaCppEngine:
 
     def _eval_image(self, chunk: Any, unit: tuple[str, int, int], stats: ReplyStats) -> None:
         import llama_cpp as L
-        from llama_cpp import mtmd_cpp as M
-
         import numpy as np
+        from llama_cpp import mtmd_cpp as M
 
         llama = self._llama
         key = (unit[0], self._mmproj_fp)
@@ -1016,5 +993,6 @@ def _openai_messages(conv: Conversation) -> list[dict[str, Any]]:
     return msgs
 
 
-__all__ = ["LlamaCppEngine", "StockHandlerBaseline", "LoadedModel", "select_chat_format", "CHAT_HANDLERS", "physical_cores",
+__all__ = ["LlamaCppEngine", "StockHandlerBaseline", "LoadedModel", "select_chat_format", "CHAT_HANDLERS",
+           "physical_cores",
            "auto_gpu_layers"]

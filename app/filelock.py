@@ -22,7 +22,7 @@ class FileLock:
                 import msvcrt
 
                 self._f.seek(0)
-                msvcrt.locking(self._f.fileno(), msvcrt.LK_NBLCK, 1)
+                msvcrt.locking(self._f.fileno(), msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
             else:
                 import fcntl
 

@@ -149,7 +149,8 @@ def check_lm_deep(info: Any, arch: str) -> None:
         eps = g(key)
         if eps is not None and not 0 < eps < 1:
             raise _bad(info, f"{key} is {eps}; a layer-norm epsilon is a small positive number")
-    H, Hkv, F = g(f"{arch}.attention.head_count"), g(f"{arch}.attention.head_count_kv"), g(f"{arch}.feed_forward_length")
+    H, Hkv = g(f"{arch}.attention.head_count"), g(f"{arch}.attention.head_count_kv")
+    F = g(f"{arch}.feed_forward_length")
     Hkv = H if Hkv is None else Hkv
     n_expert = g(f"{arch}.expert_count") or 0
     if n_expert and "blk.0.ffn_gate_exps.weight" not in info.tensors and "blk.0.ffn_up_exps.weight" not in info.tensors:
@@ -320,7 +321,8 @@ def check_mmproj_deep(info: Any, ptype: str) -> None:
         s = merge or 1
         t = info.tensors.get("mm.model.fc.weight")
         if t is not None and t.shape[0] != D * s * s:
-            raise _bad(info, f"mm.model.fc.weight takes {t.shape[0]}-wide input but the pixel shuffle gives {D * s * s}")
+            raise _bad(info, f"mm.model.fc.weight takes {t.shape[0]}-wide input but the pixel shuffle gives "
+                             f"{D * s * s}")
     elif ptype == "resampler":
         t = info.tensors.get("resampler.kv.weight")
         if t is not None and t.shape[0] != D:

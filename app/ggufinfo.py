@@ -77,10 +77,6 @@ class GGUFInfo:
     def architecture(self) -> str:
         return str(self.get("general.architecture", ""))
 
-    @property
-    def size_on_disk(self) -> int:
-        return self.file_size
-
 
 class _Reader:
     def __init__(self, fh: BinaryIO, name: str, size: int):

@@ -16,8 +16,10 @@ import threading
 import time
 import uuid
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from app import config
 from app.errors import AppError, printable
@@ -83,6 +85,9 @@ class InvalidImport(AppError):
     """A file that is not an Iris conversation export."""
 
 
+T = TypeVar("T")
+
+
 class HistoryDiskFull(AppError):
     """The disk holding the history is full."""
 
@@ -93,12 +98,12 @@ def _disk_full(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 
 
-def _writes(fn):  # type: ignore[no-untyped-def]
+def _writes(fn: Callable[..., T]) -> Callable[..., T]:
     """A write that meets a full disk says so in one line; what was saved before stays (one transaction each)."""
     import functools
 
     @functools.wraps(fn)
-    def wrapper(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def wrapper(self: History, *args: Any, **kwargs: Any) -> T:
         try:
             return fn(self, *args, **kwargs)
         except (OSError, sqlite3.OperationalError) as exc:

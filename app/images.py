@@ -76,8 +76,8 @@ def prepare_image(source: str | Path | bytes, name: str | None = None) -> Prepar
         ) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise UnsupportedImage(f"{label} is damaged or truncated ({exc}). Pick another copy.") from None
-    img = ImageOps.exif_transpose(img) or img
-    img = _flatten(img)
+    shown: Image.Image = ImageOps.exif_transpose(img) or img
+    img = _flatten(shown)  # type: ignore[assignment]
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     png = buf.getvalue()

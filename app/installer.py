@@ -83,7 +83,7 @@ def wheelhouse_dir(env: Mapping[str, str] | None = None) -> Path:
 
 
 def wheel_indexes(backend: str, env: Mapping[str, str] | None = None, driver_cuda: str | None = None) -> list[str]:
-    """Prebuilt-wheel indexes to try for a backend: IRIS_WHEEL_INDEX (space-separated, or 'none'), else llama-cpp-python's."""
+    """Prebuilt-wheel indexes for a backend: IRIS_WHEEL_INDEX (space-separated, or 'none'), else llama-cpp-python's."""
     env = os.environ if env is None else env
     given = env.get("IRIS_WHEEL_INDEX")
     if given is not None:
@@ -137,11 +137,12 @@ def ensure_llama(venv_py: Path, choice: Choice, *, say: Say, env: Mapping[str, s
     if choice.backend != "custom":
         for index in wheel_indexes(choice.backend, env, _driver_cuda() if choice.backend == "cuda" else None):
             say(f"Looking for a prebuilt llama-cpp-python {version} ({choice.backend}) at {index} …")
-            wheel, why = fetch_prebuilt(venv_py, index, version, env)
-            if wheel is None:
+            fetched, why = fetch_prebuilt(venv_py, index, version, env)
+            if fetched is None:
                 notes.append(f"no prebuilt wheel from {index}: {why}")
                 say(f"No usable prebuilt wheel there ({why}).")
                 continue
+            wheel = fetched
             probe, why = _install_and_probe(venv_py, wheel, root, env)
             if probe is None:
                 notes.append(f"prebuilt wheel {wheel.name} from {index} refused: {why}")

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import logging
 import json
+import logging
 import math
 import sys
 import tempfile
@@ -20,9 +20,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-logger = logging.getLogger(__name__)
-
 from app.backend import cpu_flags, library_has_amx, use_extra_buffers
+
+logger = logging.getLogger(__name__)
 
 # File types llama_model_quantize writes (llama.h's LLAMA_FTYPE_MOSTLY_*).
 QUANT_FTYPES = {"q4_0": 2, "q8_0": 7, "q4_k_m": 15, "q5_k_m": 17, "q6_k": 18}

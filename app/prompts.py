@@ -14,6 +14,25 @@ from typing import Any
 
 from app.chat import Conversation
 
+# Chat formats Iris knows, and the llama-cpp-python handler class behind each.
+CHAT_HANDLERS = {
+    "llava-1-5": "Llava15ChatHandler",
+    "llava-1-6": "Llava16ChatHandler",
+    "llava-1-6-mistral": "Llava16ChatHandler",
+    "moondream": "MoondreamChatHandler",
+    "nanollava": "NanoLlavaChatHandler",
+    "llama-3-vision-alpha": "Llama3VisionAlphaChatHandler",
+    "minicpm-v-2.6": "MiniCPMv26ChatHandler",
+    "qwen2.5-vl": "Qwen25VLChatHandler",
+    "mtmd": "MTMDChatHandler",
+}
+# Images one message may carry, per chat format (the catalog can say otherwise per model).
+MAX_IMAGES = {
+    "llava-1-5": 4, "llava-1-6": 4, "llava-1-6-mistral": 4, "moondream": 1, "nanollava": 1,
+    "llama-3-vision-alpha": 1,
+    "minicpm-v-2.6": 4, "qwen2.5-vl": 8, "mtmd": 8,
+}
+
 VICUNA_SYSTEM = (
     "A chat between a curious human and an artificial intelligence assistant. "
     "The assistant gives helpful, detailed, and polite answers to the human's questions."
@@ -33,7 +52,7 @@ def vicuna(conv: Conversation, marker: str) -> str:
 
 
 def mistral_instruct(conv: Conversation, marker: str) -> str:
-    """LLaVA's conv_mistral_instruct (LLaVA-1.6 Mistral): '[INST] <image>\\nQ [/INST] A</s>'; BOS comes from the tokenizer."""
+    """LLaVA's conv_mistral_instruct (LLaVA-1.6 Mistral): '[INST] <image>\\nQ [/INST] A</s>'; BOS from the tokenizer."""
     out = ""
     first = True
     for turn in conv.turns:
@@ -49,7 +68,7 @@ def mistral_instruct(conv: Conversation, marker: str) -> str:
 
 
 def moondream(conv: Conversation, marker: str) -> str:
-    """Moondream2's prompt: the image, then 'Question: Q\\n\\nAnswer: A\\n\\n' per turn; a system text leads the first question."""
+    """Moondream2's prompt: the image, then 'Question: Q\\n\\nAnswer: A\\n\\n' per turn; a system text leads."""
     out = ""
     first = True
     for turn in conv.turns:
@@ -141,5 +160,5 @@ def render_template(template: str, conv: Conversation, marker: str, *, bos: str 
     raise ValueError(f"the model's chat template cannot render this conversation ({last})")
 
 
-__all__ = ["RENDERERS", "render_template", "messages", "vicuna", "mistral_instruct", "moondream", "chatml",
-           "VICUNA_SYSTEM", "QWEN_SYSTEM"]
+__all__ = ["CHAT_HANDLERS", "MAX_IMAGES", "RENDERERS", "render_template", "messages", "vicuna", "mistral_instruct",
+           "moondream", "chatml", "VICUNA_SYSTEM", "QWEN_SYSTEM"]

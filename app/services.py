@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from app.catalog import ModelSpec, load_catalog
 from app.chat import Conversation, GenParams, Reply, Turn, fit_conversation
@@ -15,6 +15,9 @@ from app.errors import AppError, NoModelLoaded, TooManyImages, printable
 from app.images import PreparedImage
 from app.settings import Settings, save_settings
 from app.store import ModelPair, ModelStore
+
+if TYPE_CHECKING:
+    from app.history import History, StoredConversation
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +77,7 @@ class Services:
     loaded: ModelPair | None = None
     load_options: dict = field(default_factory=dict)
     downloads: DownloadManager = field(default_factory=DownloadManager)
-    history: object | None = None  # app.history.History; None for the one-shot CLI
+    history: History | None = None  # None for the one-shot CLI
     settings: Settings = field(default_factory=Settings)
     _costs: dict = field(default_factory=dict, repr=False)  # (image sha256, model) -> image tokens
 
@@ -152,7 +155,7 @@ class Services:
 
     # -- settings --------------------------------------------------------------------------------------
 
-    def update_settings(self, **changes: object) -> Settings:
+    def update_settings(self, **changes: Any) -> Settings:
         """Change and save settings; sampling applies to the next reply, context and GPU to the next load."""
         self.settings = replace(self.settings, **changes).clamp()
         self.params = self.settings.params()
@@ -194,13 +197,13 @@ class Services:
     def conversation(self, cid: str) -> Conversation:
         """A saved conversation as the engine takes it, images loaded from the store."""
         stored = self._history().get(cid)
-        turns = [Turn(m.role, m.text, [self._history().load_image(s) for s in m.images])  # type: ignore[arg-type]
+        turns = [Turn(m.role, m.text, [self._history().load_image(s) for s in m.images])
                  for m in stored.messages]
         return Conversation(system=stored.system, turns=turns)
 
     def reply(self, cid: str) -> Reply:
         """Answer the conversation's last question: a Reply whose text is saved when it ends (a stopped one too)."""
-        h = self._history()
+        self._history()
         if self.loaded is None:
             raise NoModelLoaded("No model is loaded. Pick one above and press Load, or download one on "
                                 "the Models tab.")
@@ -253,7 +256,7 @@ class Services:
         h.truncate(cid, index + 1)
         return self.reply(cid)
 
-    def usage(self, cid: str, stored: object | None = None) -> Usage | None:
+    def usage(self, cid: str, stored: StoredConversation | None = None) -> Usage | None:
         """Context use after the conversation's last reply, or None before any."""
         stored = stored or self._history().get(cid)
         images = sum(len(m.images) for m in stored.messages)
@@ -270,7 +273,8 @@ def build_services(models_dir: Path | None = None, engine: Engine | None = None,
     if engine is None:
         from app.engine import LlamaCppEngine
 
-        engine = LlamaCppEngine()
+        engine = LlamaCppEngine()  # type: ignore[assignment]  # its stream_reply/model match Engine
+    assert engine is not None
     from app import config
 
     services = Services(engine=engine, store=ModelStore(models_dir, demo_dir=config.demo_dir()),

@@ -45,7 +45,8 @@ class Settings:
         """The same settings with every value in its valid range."""
         return replace(
             self, temperature=min(max(float(self.temperature), 0.0), 2.0), top_p=min(max(float(self.top_p), 0.05), 1.0),
-            max_tokens=min(max(int(self.max_tokens), 16), 8192), n_ctx=0 if int(self.n_ctx) <= 0 else min(max(int(self.n_ctx), 512), 131072),
+            max_tokens=min(max(int(self.max_tokens), 16), 8192),
+            n_ctx=0 if int(self.n_ctx) <= 0 else min(max(int(self.n_ctx), 512), 131072),
             n_gpu_layers=max(int(self.n_gpu_layers), -1),
         )
 

@@ -72,7 +72,7 @@ class Problem:
 
 def _common_prefix(a: str, b: str) -> int:
     n = 0
-    for x, y in zip(a.lower(), b.lower()):
+    for x, y in zip(a.lower(), b.lower(), strict=False):
         if x != y:
             break
         n += 1
@@ -164,6 +164,7 @@ class ModelStore:
             problems.append(Problem(d / MANIFEST, f"incomplete or damaged install ({exc}); "
                                     f"run 'iris download {d.name}' again or 'iris remove {d.name}'"))
             return
+        assert man is not None  # the files above came from it
         pairs.append(ModelPair(
             name=self._name(d, lm, 1), lm=lm, mmproj=mm, size=lm.stat().st_size + mm.stat().st_size,
             chat_format=man.get("chat_format"), catalog_id=man.get("catalog_id"),

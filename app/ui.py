@@ -20,7 +20,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import gradio as gr  # noqa: E402
 
-from app.chat import Conversation, Reply, Turn
+from app.chat import Reply
 from app.errors import AppError
 from app.images import prepare_image
 from app.services import Services
@@ -126,8 +126,9 @@ def conversation_view(services: Services, cid: str | None) -> tuple[list[dict], 
     """What switching to a conversation shows: chatbot messages, index map, gauge and title."""
     if not cid:
         return [], [], "", ""
-    stored = services.history.get(cid)  # type: ignore[union-attr]
-    msgs, index = to_chatbot(stored, services.history.image_path)  # type: ignore[union-attr]
+    assert services.history is not None
+    stored = services.history.get(cid)
+    msgs, index = to_chatbot(stored, services.history.image_path)
     return msgs, index, gauge_html(services.usage(cid, stored)), stored.title
 
 
@@ -368,7 +369,7 @@ def build_ui(services: Services) -> gr.Blocks:
             services.check_image_count(len(files))  # before reading them: the limit is the news
             images = [prepare_image(p, name=Path(p).name) for p in files]
             new = not cid
-            if new:
+            if not cid:
                 cid = history.create(system=system or "")
             try:
                 services.ask(cid, text, images)
@@ -432,6 +433,7 @@ def build_ui(services: Services) -> gr.Blocks:
             msgs, idx, gauge, _ = show(cid)
             yield msgs, idx, gauge, ""
             return
+        assert cid is not None
         yield from stream(cid, lambda: services.edit(cid, stored_i, str(value)))
 
     def stop() -> None:
@@ -475,7 +477,7 @@ def build_ui(services: Services) -> gr.Blocks:
     def import_conv(file: Any) -> tuple[Any, ...]:
         import json
 
-        path = file if isinstance(file, str) else getattr(file, "name", None)
+        path = file if isinstance(file, str) else getattr(file, "name", "")
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, ValueError, TypeError, RecursionError):
@@ -656,11 +658,11 @@ def build_ui(services: Services) -> gr.Blocks:
                     files_status = gr.Markdown("", elem_id="iris-files-status")
         timer = gr.Timer(1.0)
 
-        view = [chatbot, index_state, gauge, title_box]
-        demo.load(open_app, None, [conv_list, cid_state, *view, status])
-        conv_list.input(select_conv, conv_list, [cid_state, *view, notice])
-        new_btn.click(new_chat, None, [conv_list, cid_state, *view, notice])
-        chatbot.clear(new_chat, None, [conv_list, cid_state, *view, notice])  # the bin icon: a fresh chat
+        shown = [chatbot, index_state, gauge, title_box]  # what showing a conversation updates
+        demo.load(open_app, None, [conv_list, cid_state, *shown, status])
+        conv_list.input(select_conv, conv_list, [cid_state, *shown, notice])
+        new_btn.click(new_chat, None, [conv_list, cid_state, *shown, notice])
+        chatbot.clear(new_chat, None, [conv_list, cid_state, *shown, notice])  # the bin icon: a fresh chat
         search.change(search_convs, [search, cid_state], conv_list, show_progress="hidden")
         box.change(preview_cost, [box, cid_state], cost_line, show_progress="hidden", trigger_mode="always_last")
         box.submit(add_user_turn, [box, cid_state, system], [cid_state, chatbot, index_state, box, conv_list,
@@ -671,11 +673,11 @@ def build_ui(services: Services) -> gr.Blocks:
         chatbot.edit(edit_message, [cid_state, index_state], [chatbot, index_state, gauge, notice])
         stop_btn.click(stop, None, None, queue=False)
         rename_btn.click(rename, [cid_state, title_box, search], conv_list)
-        delete_btn.click(delete, [cid_state, delete_btn], [conv_list, cid_state, *view, notice],
+        delete_btn.click(delete, [cid_state, delete_btn], [conv_list, cid_state, *shown, notice],
                          js="(cid, b) => [cid, confirm('Delete this conversation and its images?')]")
         md_btn.click(lambda c: export(c, "md"), cid_state, export_file)
         json_btn.click(lambda c: export(c, "json"), cid_state, export_file)
-        import_btn.upload(import_conv, import_btn, [conv_list, cid_state, *view])
+        import_btn.upload(import_conv, import_btn, [conv_list, cid_state, *shown])
 
         load_btn.click(load_model, model_dd, status)
         files_btn.click(load_files, [lm_path, mm_path], files_status).then(lambda t: t, files_status, status)
@@ -763,7 +765,8 @@ def launch(services: Services, host: str, port: int, open_browser: bool = True, 
                 allowed_paths=[str(services.history.images_dir)], prevent_thread_lock=True)
     # Outside everything Gradio built (its CORS layer included): the guard sees each request first.
     app = demo.server_app
-    app.middleware_stack = HostGuard(app.middleware_stack or app.build_middleware_stack(), host, port, key)
+    app.middleware_stack = HostGuard(app.middleware_stack or app.build_middleware_stack(),  # type: ignore[assignment]
+                                     host, port, key)
     if open_browser:
         import webbrowser
 

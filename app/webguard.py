@@ -15,10 +15,13 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import secrets
+import socket
 from collections.abc import Awaitable, Callable, Iterable
 from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from app.errors import AppError
 
 LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1"}
 COOKIE = "iris_key"
@@ -37,6 +40,18 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(h).is_loopback
     except ValueError:
         return False
+
+
+def free_port(host: str, start: int, tries: int = 50) -> int:
+    """The first port from start on which nothing listens."""
+    for port in range(start, start + tries):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise AppError(f"No free port between {start} and {start + tries - 1}. Pass --port.")
 
 
 def new_key() -> str:
@@ -78,7 +93,8 @@ class HostGuard:
                                             "(for example http://127.0.0.1:" + self.port + "/).")
             return
         origin = headers.get("origin")
-        scheme = {"ws": "http", "wss": "https"}.get(scope.get("scheme", "http"), scope.get("scheme", "http"))
+        raw_scheme = str(scope.get("scheme") or "http")
+        scheme = {"ws": "http", "wss": "https"}.get(raw_scheme, raw_scheme)
         if origin is not None and not self._same_origin(origin, scheme, name, port):
             await _refuse(scope, send, 403, "Requests from other web pages are not accepted.")
             return
@@ -142,4 +158,4 @@ async def _set_cookie_and_redirect(scope: Scope, send: Send, key: str, query: di
     await send({"type": "http.response.body", "body": b""})
 
 
-__all__ = ["HostGuard", "is_loopback", "new_key", "split_host", "COOKIE"]
+__all__ = ["HostGuard", "is_loopback", "new_key", "split_host", "free_port", "COOKIE"]
