@@ -138,7 +138,7 @@ def _messages(images: list[Path]) -> list[tuple[dict, int | None]]:
 
 
 def work_stock(lm: Path, mm: Path, images: list[Path], n_ctx: int, max_tokens: int, threads: int | None) -> list[dict]:
-    from app.engine import StockHandlerBaseline
+    from app.engine.baseline import StockHandlerBaseline
 
     base = StockHandlerBaseline(lm, mm, n_ctx, threads)
     history: list[dict] = []
@@ -154,7 +154,7 @@ def work_stock(lm: Path, mm: Path, images: list[Path], n_ctx: int, max_tokens: i
 
 def work_server(server: Path, lm: Path, mm: Path, images: list[Path], n_ctx: int, max_tokens: int,
                 threads: int | None) -> tuple[list[dict], int]:
-    from app.engine import physical_cores
+    from app.machine import physical_cores
     from app.webguard import free_port
 
     port = free_port("127.0.0.1", 8300)

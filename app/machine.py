@@ -6,6 +6,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,3 +71,57 @@ def detect() -> MachineKind:
     if ram is not None and ram < LITE_RAM_BYTES:
         return MachineKind("cpu-lite", ram, f"CPU only, {gb}")
     return MachineKind("cpu", ram, f"CPU only, {gb}")
+
+
+def physical_cores() -> int:
+    """Physical CPU cores (llama.cpp runs best with one thread per core, not per hyperthread)."""
+    try:
+        if sys.platform.startswith("linux"):
+            cores = set()
+            phys = core = None
+            with open("/proc/cpuinfo") as fh:
+                for line in fh:
+                    if line.startswith("physical id"):
+                        phys = line.split(":")[1].strip()
+                    elif line.startswith("core id"):
+                        core = line.split(":")[1].strip()
+                    elif not line.strip():
+                        if core is not None:
+                            cores.add((phys, core))
+                        phys = core = None
+            if core is not None:
+                cores.add((phys, core))
+            if cores:
+                return len(cores)
+        elif sys.platform == "darwin":
+            out = subprocess.run(["sysctl", "-n", "hw.physicalcpu"], capture_output=True, text=True)
+            return max(1, int(out.stdout.strip()))
+    except (OSError, ValueError):
+        pass
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+def free_gpu_memory() -> int | None:
+    """Free memory on the first NVIDIA GPU in bytes, or None when it cannot be asked."""
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return None
+    try:
+        out = subprocess.run([smi, "--query-gpu=memory.free", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=10)
+        return int(out.stdout.split()[0]) * 1024 * 1024
+    except (OSError, ValueError, IndexError, subprocess.SubprocessError):
+        return None
+
+
+def auto_gpu_layers(offload_supported: bool, backend: str, model_bytes: int, n_layer: int,
+                    free_bytes: int | None) -> int:
+    """All layers when the model fits free GPU memory, a share otherwise, 0 on a CPU build."""
+    if not offload_supported:
+        return 0
+    if backend == "metal" or free_bytes is None:
+        return -1  # unified memory, or no way to ask: let llama.cpp place everything
+    budget = free_bytes * 0.9 - 512 * 1024 * 1024  # room for KV cache and compute buffers
+    if model_bytes <= budget:
+        return -1
+    return max(0, int(n_layer * budget / model_bytes))

@@ -196,7 +196,7 @@ def shared_prefix(seqs: list[list[int]]) -> int:
 def vocabulary(phrases: bool = True, extra: list[str] = ()) -> list[str]:
     """The exported tokenizer's pieces: every word the world, the Vicuna prompt, the caption prompts (and
     extra texts) use, and (phrases) the world's word groups kept whole (world.phrases)."""
-    from app.engine import VICUNA_SYSTEM
+    from app.prompts import VICUNA_SYSTEM
 
     return build_vocab([world.vocabulary_text(), VICUNA_SYSTEM, "USER ASSISTANT Give a brief caption "
                         "What is in this picture Caption this image"] + list(CAPTION_PROMPTS) + list(extra),

@@ -1,14 +1,14 @@
-"""The inference engine: the only module that imports llama_cpp.
+"""The llama.cpp engine: load one LM + mmproj pair, evaluate conversations through libmtmd, stream replies.
 
-It loads one LM + mmproj pair at a time, renders the conversation with the chat format that fits
-the files, and evaluates it itself through libmtmd rather than through llama-cpp-python's chat
-handlers' __call__: those clear the KV cache on every call, cannot report image-encode time, and
-cannot be stopped during prefill. The handler objects are still used for what they are good at:
-creating the mtmd context and (for the generic MTMD handler) rendering the GGUF's own template.
+It evaluates the prompt itself rather than through llama-cpp-python's chat handlers' __call__: those
+clear the KV cache on every call, cannot report image-encode time, and cannot be stopped during
+prefill. The handler objects are still used for what they are good at: creating the mtmd context and
+(for the generic MTMD handler) reading the GGUF's own template.
 
 What is in the KV cache is tracked as a list of units (text token ids, or one tuple per image
 chunk keyed by the image's SHA-256), so a follow-up turn only evaluates what changed.
 """
+
 
 from __future__ import annotations
 
@@ -17,18 +17,24 @@ import ctypes
 import logging
 import os
 import re
-import shutil
-import subprocess
 import sys
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from app.chat import Conversation, GenParams, Reply, ReplyStats
+from app.engine.caches import (
+    EMBED_CACHE_BYTES,
+    SESSION_CACHE_BYTES,
+    _EmbeddingCache,
+    _SavedSession,
+    _Session,
+    _SessionStore,
+)
+from app.engine.logsink import _SINK, _LogSink, route_logs
 from app.errors import (
     ContextTooLong,
     ModelLoadFailed,
@@ -40,10 +46,10 @@ from app.errors import (
 from app.ggufinfo import LMSummary, MMProjSummary, PairInfo, check_pair
 from app.images import plain_image
 from app.llamalib import extra_buffers_allowed, model_params_guard, system_info
+from app.machine import auto_gpu_layers, free_gpu_memory, physical_cores
 from app.prompts import CHAT_HANDLERS, MAX_IMAGES, RENDERERS, render_template
 
 logger = logging.getLogger(__name__)
-llama_log = logging.getLogger("app.engine.llama")
 
 _IMAGE_URL = "iris-image://{}"
 
@@ -95,176 +101,6 @@ class LoadedModel:
     weight_buffers: tuple[str, ...] = ()  # where llama.cpp put the weights: CPU_Mapped, CPU_REPACK, AMX, CUDA0 ...
 
 
-@dataclass
-class _Session:
-    """What sequence 0 of the KV cache holds: text token ids and image units, in order."""
-
-    units: list[Any] = field(default_factory=list)
-
-    def pos(self, upto: int | None = None) -> int:
-        return sum(u[2] if isinstance(u, tuple) else 1 for u in self.units[:upto])
-
-
-# Defaults: ~50 LLaVA-1.5-7B images (9.4 MB each in f32); a few saved 7B conversations (0.5 MB per token).
-EMBED_CACHE_BYTES = 512 * 1024**2
-SESSION_CACHE_BYTES = 1024**3
-
-
-class _EmbeddingCache:
-    """Image embeddings by (image hash, mmproj fingerprint), least recently used first out, bounded in bytes."""
-
-    def __init__(self, max_bytes: int):
-        self.max_bytes = max_bytes
-        self._items: OrderedDict[tuple[str, str], Any] = OrderedDict()
-        self.bytes = 0
-
-    def get(self, key: tuple[str, str]) -> Any:
-        arr = self._items.get(key)
-        if arr is not None:
-            self._items.move_to_end(key)
-        return arr
-
-    def put(self, key: tuple[str, str], arr: Any) -> None:
-        if arr.nbytes > self.max_bytes or key in self._items:
-            return
-        self._items[key] = arr
-        self.bytes += arr.nbytes
-        while self.bytes > self.max_bytes:
-            _, old = self._items.popitem(last=False)
-            self.bytes -= old.nbytes
-
-    def clear(self) -> None:
-        self._items.clear()
-        self.bytes = 0
-
-
-@dataclass
-class _SavedSession:
-    units: list[Any]
-    state: bytes
-
-
-class _SessionStore:
-    """KV-cache snapshots of conversations not on screen, so switching back costs a copy, not a prefill."""
-
-    def __init__(self, max_bytes: int):
-        self.max_bytes = max_bytes
-        self._items: OrderedDict[str, _SavedSession] = OrderedDict()
-        self.bytes = 0
-
-    def pop(self, key: str) -> _SavedSession | None:
-        item = self._items.pop(key, None)
-        if item is not None:
-            self.bytes -= len(item.state)
-        return item
-
-    def put(self, key: str, item: _SavedSession) -> None:
-        self.pop(key)
-        if len(item.state) > self.max_bytes:
-            return
-        self._items[key] = item
-        self.bytes += len(item.state)
-        while self.bytes > self.max_bytes:
-            _, old = self._items.popitem(last=False)
-            self.bytes -= len(old.state)
-
-    def clear(self) -> None:
-        self._items.clear()
-        self.bytes = 0
-
-
-def physical_cores() -> int:
-    """Physical CPU cores (llama.cpp runs best with one thread per core, not per hyperthread)."""
-    try:
-        if sys.platform.startswith("linux"):
-            cores = set()
-            phys = core = None
-            with open("/proc/cpuinfo") as fh:
-                for line in fh:
-                    if line.startswith("physical id"):
-                        phys = line.split(":")[1].strip()
-                    elif line.startswith("core id"):
-                        core = line.split(":")[1].strip()
-                    elif not line.strip():
-                        if core is not None:
-                            cores.add((phys, core))
-                        phys = core = None
-            if core is not None:
-                cores.add((phys, core))
-            if cores:
-                return len(cores)
-        elif sys.platform == "darwin":
-            out = subprocess.run(["sysctl", "-n", "hw.physicalcpu"], capture_output=True, text=True)
-            return max(1, int(out.stdout.strip()))
-    except (OSError, ValueError):
-        pass
-    return max(1, (os.cpu_count() or 2) // 2)
-
-
-def free_gpu_memory() -> int | None:
-    """Free memory on the first NVIDIA GPU in bytes, or None when it cannot be asked."""
-    smi = shutil.which("nvidia-smi")
-    if not smi:
-        return None
-    try:
-        out = subprocess.run([smi, "--query-gpu=memory.free", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=10)
-        return int(out.stdout.split()[0]) * 1024 * 1024
-    except (OSError, ValueError, IndexError, subprocess.SubprocessError):
-        return None
-
-
-def auto_gpu_layers(offload_supported: bool, backend: str, model_bytes: int, n_layer: int,
-                    free_bytes: int | None) -> int:
-    """All layers when the model fits free GPU memory, a share otherwise, 0 on a CPU build."""
-    if not offload_supported:
-        return 0
-    if backend == "metal" or free_bytes is None:
-        return -1  # unified memory, or no way to ask: let llama.cpp place everything
-    budget = free_bytes * 0.9 - 512 * 1024 * 1024  # room for KV cache and compute buffers
-    if model_bytes <= budget:
-        return -1
-    return max(0, int(n_layer * budget / model_bytes))
-
-
-class _LogSink:
-    """Routes llama.cpp and libmtmd log lines to Python logging and remembers device lines."""
-
-    DEVICE_RE = re.compile(
-        r"(using device \S+ \(([^)]*)\)|Device \d+: ([^,\n]+)|CLIP using (\S+) backend|"
-        r"ggml_metal_init: found device: (.+)|GPU name:\s+(.+))"
-    )
-
-    ENCODE_RE = re.compile(r"encoded in (\d+) ms")
-    # "CPU_REPACK model buffer size = ...", "AMX model buffer size": which weight layouts were used.
-    BUFFER_RE = re.compile(r"(\S+) model buffer size")
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self._pending = ""
-        self.encode_ms = 0  # libmtmd's own report of image encoding, for the stock-handler benchmark
-
-    # ggml levels: 1 debug, 2 info, 3 warn, 4 error, 5 continuation of the previous line.
-    LEVELS = {1: logging.DEBUG, 2: logging.DEBUG, 3: logging.WARNING, 4: logging.ERROR}
-
-    def __call__(self, level: int, text: bytes, _user: Any) -> None:
-        msg = self._pending + text.decode("utf-8", errors="replace")
-        if level != 5:
-            self._level = self.LEVELS.get(level, logging.DEBUG)
-        if not msg.endswith("\n"):
-            self._pending = msg
-            return
-        self._pending = ""
-        for line in msg.splitlines():
-            if self.DEVICE_RE.search(line) or self.BUFFER_RE.search(line):
-                self.lines.append(line.strip())
-                del self.lines[:-50]
-            m = self.ENCODE_RE.search(line)
-            if m:
-                self.encode_ms += int(m.group(1))
-            llama_log.log(getattr(self, "_level", logging.DEBUG), "%s", line)
-
-
 def extra_buffers() -> bool:
     """Load with ggml's extra buffer types (weight repacking)? Off where the AMX kernels would run.
 
@@ -274,10 +110,6 @@ def extra_buffers() -> bool:
     if forced in ("0", "1"):
         return forced == "1"
     return extra_buffers_allowed()
-
-
-_SINK = _LogSink()
-_LOG_CB: Any = None
 
 
 class LlamaCppEngine:
@@ -310,22 +142,12 @@ class LlamaCppEngine:
         import llama_cpp
         import llama_cpp.llama_chat_format  # noqa: F401
 
-        global _LOG_CB
-        if _LOG_CB is None:
-            # One process-wide callback that is never freed: llama.cpp's logger is global, and a
-            # callback freed with its engine would be called later and crash the process.
-            _LOG_CB = llama_cpp.llama_log_callback(_SINK)
         self._route_logs()
         return llama_cpp
 
     def _route_logs(self) -> None:
         """Send llama.cpp's and libmtmd's chatter to our log; loading a model resets mtmd's."""
-        import llama_cpp
-        import llama_cpp.mtmd_cpp as mtmd_cpp
-
-        llama_cpp.llama_log_set(_LOG_CB, ctypes.c_void_p(0))
-        mtmd_cpp.mtmd_log_set(_LOG_CB, ctypes.c_void_p(0))
-        mtmd_cpp.mtmd_helper_log_set(_LOG_CB, ctypes.c_void_p(0))
+        route_logs()
 
     @staticmethod
     def backend() -> str:
@@ -900,56 +722,6 @@ class LlamaCppEngine:
         return []
 
 
-class StockHandlerBaseline:
-    """llama-cpp-python's own multimodal chat path, as shipped (MTMDChatHandler): the `iris bench` baseline."""
-
-    def __init__(self, lm_path: Path, mmproj_path: Path, n_ctx: int, n_threads: int | None = None):
-        eng = LlamaCppEngine()
-        llama_cpp = eng._import()
-        from llama_cpp.llama_chat_format import MTMDChatHandler
-
-        handler = MTMDChatHandler(clip_model_path=str(mmproj_path), verbose=False)
-        threads = n_threads or physical_cores()
-        with model_params_guard(extra_buffers()):  # the same AMX guard as Iris's own loads
-            self.llama = llama_cpp.Llama(model_path=str(lm_path), n_ctx=n_ctx, n_batch=min(n_ctx, 512),
-                                         n_ubatch=min(n_ctx, 512), n_threads=threads, n_threads_batch=threads,
-                                         chat_handler=handler, verbose=False)
-        eng._route_logs()
-
-    def turn(self, messages: list[dict], max_tokens: int) -> tuple[str, dict]:
-        """One streamed reply with EOS suppressed; returns the text and its timings."""
-        import llama_cpp as L
-
-        eos = self.llama.token_eos()
-        _SINK.encode_ms = 0
-        calls: list[float] = []
-
-        def clock(_ids: Any, scores: Any) -> Any:
-            # Called once per sampled token: the first call marks the end of prompt processing. (The
-            # stream itself holds text back for UTF-8 and stop strings, so its chunks arrive late.)
-            # EOS is suppressed here too: 0.3.36 drops both processors when logit_bias is also given
-            # (`logits_processor = logits_processor.extend(...)` assigns None).
-            calls.append(time.perf_counter())
-            scores[eos] = -float("inf")
-            return scores
-
-        t0 = time.perf_counter()
-        text = ""
-        for chunk in self.llama.create_chat_completion(
-                messages=messages, stream=True, max_tokens=max_tokens, temperature=0.0, seed=0,
-                logits_processor=L.LogitsProcessorList([clock])):
-            text += chunk["choices"][0].get("delta", {}).get("content") or ""
-        n_out = len(calls)
-        evaluated = max(self.llama.n_tokens - n_out, 0)
-        ttft = (calls[0] if calls else time.perf_counter()) - t0
-        decode = (n_out - 1) / (calls[-1] - calls[0]) if n_out > 1 and calls[-1] > calls[0] else 0.0
-        return text, {"ttft_s": ttft, "encode_s": _SINK.encode_ms / 1000, "prompt_tokens_evaluated": evaluated,
-                      "decode_tok_s": decode}
-
-    def close(self) -> None:
-        self.llama.close()
-
-
 def _held_back(text: str, stops: list[str]) -> int:
     """How many trailing characters could be the start of a stop string (held until known)."""
     best = 0
@@ -993,6 +765,4 @@ def _openai_messages(conv: Conversation) -> list[dict[str, Any]]:
     return msgs
 
 
-__all__ = ["LlamaCppEngine", "StockHandlerBaseline", "LoadedModel", "select_chat_format", "CHAT_HANDLERS",
-           "physical_cores",
-           "auto_gpu_layers"]
+__all__ = ["LlamaCppEngine", "LoadedModel", "select_chat_format", "extra_buffers"]
