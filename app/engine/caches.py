@@ -6,15 +6,17 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.engine.mtmd import Unit, positions
+
 
 @dataclass
 class _Session:
     """What sequence 0 of the KV cache holds: text token ids and image units, in order."""
 
-    units: list[Any] = field(default_factory=list)
+    units: list[Unit] = field(default_factory=list)
 
     def pos(self, upto: int | None = None) -> int:
-        return sum(u[2] if isinstance(u, tuple) else 1 for u in self.units[:upto])
+        return positions(self.units[:upto])
 
 
 # Defaults: ~50 LLaVA-1.5-7B images (9.4 MB each in f32); a few saved 7B conversations (0.5 MB per token).
@@ -54,7 +56,7 @@ class _EmbeddingCache:
 
 @dataclass
 class _SavedSession:
-    units: list[Any]
+    units: list[Unit]
     state: bytes
 
 

@@ -5,7 +5,7 @@ clear the KV cache on every call, cannot report image-encode time, and cannot be
 prefill. The handler objects are still used for what they are good at: creating the mtmd context and
 (for the generic MTMD handler) reading the GGUF's own template.
 
-What is in the KV cache is tracked as a list of units (text token ids, or one tuple per image
+What is in the KV cache is tracked as a list of units (text token ids, or one ImageUnit per image
 chunk keyed by the image's SHA-256), so a follow-up turn only evaluates what changed.
 """
 
@@ -20,7 +20,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from app.engine.caches import (
     _SessionStore,
 )
 from app.engine.logsink import _SINK, _LogSink, route_logs
+from app.engine.mtmd import ImageUnit, MtmdPrompt, Unit, cells
 from app.errors import (
     ContextTooLong,
     ModelLoadFailed,
@@ -394,30 +395,25 @@ class LlamaCppEngine:
         self._session = _Session(list(saved.units))
         n = 0
         for u in saved.units:
-            if isinstance(u, tuple):
-                llama.input_ids[n:n + u[2]] = 0  # image slots, as _eval_image leaves them
-                n += u[2]
+            if isinstance(u, ImageUnit):
+                llama.input_ids[n:n + u.n_pos] = 0  # image slots, as _eval_image leaves them
+                n += u.n_pos
             else:
                 llama.input_ids[n] = u
                 n += 1
         llama.n_tokens = n
 
-    def prompt_units(self, conv: Conversation, text: str | None = None) -> list[Any]:
-        """The prompt as llama.cpp will see it: token ids, and (image hash, n_tokens, n_pos) per image.
+    def prompt_units(self, conv: Conversation, text: str | None = None) -> list[Unit]:
+        """The prompt as llama.cpp will see it: token ids, and an ImageUnit (id, n_tokens, n_pos) per image chunk.
 
         text, when given, replaces the rendered prompt (it must hold one media marker per image).
         """
-        from llama_cpp import mtmd_cpp as M
-
         with self._lock:
             if self.model is None:
                 raise NoModelLoaded("No model is loaded. Pick a model first.")
             rendered, images = self.render(conv)
-            units, _, chunks, bitmaps = self._tokenize(rendered if text is None else text, images)
-            M.mtmd_input_chunks_free(chunks)
-            for b in bitmaps:
-                M.mtmd_bitmap_free(b)
-        return units
+            with MtmdPrompt(self._mctx, rendered if text is None else text, images) as prompt:
+                return prompt.units
 
     def image_cost(self, image: Any) -> int:
         """Context cells one image takes with the loaded model (all its tiles or slices), without encoding it."""
@@ -429,15 +425,12 @@ class LlamaCppEngine:
     def _image_cost_locked(self, image: Any) -> int:
         from llama_cpp import mtmd_cpp as M
 
-        units, _, chunks, bitmaps = self._tokenize(M.mtmd_default_marker().decode(), [image])
-        M.mtmd_input_chunks_free(chunks)
-        for b in bitmaps:
-            M.mtmd_bitmap_free(b)
-        return sum(u[1] for u in units if isinstance(u, tuple))
+        with MtmdPrompt(self._mctx, M.mtmd_default_marker().decode(), [image]) as prompt:
+            return sum(u.n_tokens for u in prompt.units if isinstance(u, ImageUnit))
 
     def count_tokens(self, conv: Conversation) -> int:
         """Context cells the conversation's prompt takes (text tokens + image tokens); nothing is evaluated."""
-        return sum(u[1] if isinstance(u, tuple) else 1 for u in self.prompt_units(conv))
+        return cells(self.prompt_units(conv))
 
     def next_token_logits(self, conv: Conversation) -> list[float]:
         """The LM's logits for the token after the prompt (for parity checks against a reference)."""
@@ -463,74 +456,20 @@ class LlamaCppEngine:
                     f"{len(turn.images)}. Send them in separate messages."
                 )
 
-    def _tokenize(self, text: str, images: Sequence[Any]) -> tuple[list[Any], dict[int, Any], Any, list[Any]]:
-        from llama_cpp import mtmd_cpp as M
-
-        bitmaps: list[Any] = []
-        for img in images:
-            buf = (ctypes.c_uint8 * len(img.png)).from_buffer_copy(img.png)
-            bm = M.mtmd_helper_bitmap_init_from_buf(self._mctx, buf, len(img.png), False)
-            if bm is None:
-                for b in bitmaps:
-                    M.mtmd_bitmap_free(b)
-                raise UnsupportedImage(f"{img.name}: the vision encoder could not decode this image.")
-            # Identity comes from content, never from size: two same-sized images must differ.
-            M.mtmd_bitmap_set_id(bm, img.sha256.encode())
-            bitmaps.append(bm)
-        chunks = M.mtmd_input_chunks_init()
-        try:
-            itext = M.mtmd_input_text()
-            raw = text.encode("utf-8")
-            itext.text, itext.text_len = raw, len(raw)
-            itext.add_special, itext.parse_special = True, True
-            arr = (M.mtmd_bitmap_p_ctypes * len(bitmaps))(*bitmaps)
-            rc = M.mtmd_tokenize(self._mctx, chunks, ctypes.byref(itext), arr, len(bitmaps))
-            if rc == 2:
-                sizes = ", ".join(f"{i.width}×{i.height}" for i in images)
-                raise UnsupportedImage(f"This model's vision encoder cannot use an image of this shape ({sizes} "
-                                       "pixels). Crop it closer to a square, or resize it, and try again.")
-            if rc != 0:
-                raise ContextTooLong(f"The prompt could not be split into text and images (code {rc}).")
-            units: list[Any] = []
-            chunk_at: dict[int, Any] = {}
-            last_id, run = None, 0
-            for i in range(M.mtmd_input_chunks_size(chunks)):
-                c = M.mtmd_input_chunks_get(chunks, i)
-                if M.mtmd_input_chunk_get_type(c) == M.MTMD_INPUT_CHUNK_TYPE_TEXT:
-                    n = ctypes.c_size_t()
-                    ptr = M.mtmd_input_chunk_get_tokens_text(c, ctypes.byref(n))
-                    units.extend(ptr[j] for j in range(n.value))
-                else:
-                    cid = (M.mtmd_input_chunk_get_id(c) or b"").decode()
-                    # Tiled images (LLaVA-1.6, MiniCPM-V, SmolVLM) give one chunk per tile, all with the
-                    # image's id: the tile's place in the run of that id keeps their embeddings apart.
-                    run = run + 1 if cid == last_id else 0
-                    last_id = cid
-                    cid = f"{cid}#{run}"
-                    chunk_at[len(units)] = c
-                    units.append((cid, M.mtmd_input_chunk_get_n_tokens(c), M.mtmd_input_chunk_get_n_pos(c)))
-            return units, chunk_at, chunks, bitmaps
-        except BaseException:
-            M.mtmd_input_chunks_free(chunks)
-            for b in bitmaps:
-                M.mtmd_bitmap_free(b)
-            raise
-
     def _prefill(self, conv: Conversation, stats: ReplyStats) -> list[int] | None:
         """Evaluate what the KV cache lacks; return the prompt token list for sampling."""
         import llama_cpp as L
-        from llama_cpp import mtmd_cpp as M
 
         llama, sess = self._llama, self._session
         text, images = self.render(conv)
-        new, chunk_at, chunks, bitmaps = self._tokenize(text, images)
-        try:
-            cells = sum(u[1] if isinstance(u, tuple) else 1 for u in new)
-            stats.prompt_tokens = cells
-            stats.image_tokens = sum(u[1] for u in new if isinstance(u, tuple))
-            if cells + 8 > llama.n_ctx():
+        with MtmdPrompt(self._mctx, text, images) as prompt:
+            new, chunk_at = prompt.units, prompt.chunk_at
+            n_cells = cells(new)
+            stats.prompt_tokens = n_cells
+            stats.image_tokens = sum(u.n_tokens for u in new if isinstance(u, ImageUnit))
+            if n_cells + 8 > llama.n_ctx():
                 raise ContextTooLong(
-                    f"This conversation needs {cells} tokens ({stats.image_tokens} of them for images) "
+                    f"This conversation needs {n_cells} tokens ({stats.image_tokens} of them for images) "
                     f"but the model's context holds {llama.n_ctx()}. Start a new conversation, remove "
                     "images, or raise the context size in Settings."
                 )
@@ -565,13 +504,14 @@ class LlamaCppEngine:
                 while i < len(new):
                     if self._stop.is_set():
                         return None
-                    if isinstance(new[i], tuple):
-                        self._eval_image(chunk_at[i], new[i], stats)
-                        sess.units.append(new[i])
+                    unit = new[i]
+                    if isinstance(unit, ImageUnit):
+                        self._eval_image(chunk_at[i], unit, stats)
+                        sess.units.append(unit)
                         i += 1
                         continue
                     j = i
-                    while j < len(new) and not isinstance(new[j], tuple) and j - i < llama.n_batch:
+                    while j < len(new) and not isinstance(new[j], ImageUnit) and j - i < llama.n_batch:
                         j += 1
                     try:
                         llama.eval(new[i:j])
@@ -590,18 +530,14 @@ class LlamaCppEngine:
                 llama.n_tokens = sess.pos()
                 raise
             return llama.input_ids[: llama.n_tokens].tolist()
-        finally:
-            M.mtmd_input_chunks_free(chunks)
-            for b in bitmaps:
-                M.mtmd_bitmap_free(b)
 
-    def _eval_image(self, chunk: Any, unit: tuple[str, int, int], stats: ReplyStats) -> None:
+    def _eval_image(self, chunk: Any, unit: ImageUnit, stats: ReplyStats) -> None:
         import llama_cpp as L
         import numpy as np
         from llama_cpp import mtmd_cpp as M
 
         llama = self._llama
-        key = (unit[0], self._mmproj_fp)
+        key = (unit.id, self._mmproj_fp)
         cached = self.embeddings.get(key) if self.reuse_kv else None
         if cached is not None:
             stats.images_cached += 1
@@ -629,7 +565,7 @@ class LlamaCppEngine:
         # Image slots hold no real token ids; a fixed value keeps input_ids deterministic.
         llama.input_ids[p0:out.value] = 0
         llama.n_tokens = out.value
-        stats.prompt_tokens_evaluated += unit[1]
+        stats.prompt_tokens_evaluated += unit.n_tokens
 
     def _generate(self, prompt: list[int], params: GenParams, stats: ReplyStats,
                   t_start: float) -> Iterator[str]:
