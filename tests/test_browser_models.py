@@ -31,6 +31,8 @@ def test_first_run_download_cancel_resume_and_remove(page, hub):
     pg.wait_for_function(
         "() => { const p = document.querySelector('#iris-downloads progress');"
         " return p && p.value > 0 && p.value < p.max; }", timeout=20000)
+    # Speed and time left appear once the first second of bytes is measured.
+    pg.locator("#iris-downloads .line", has_text="ETA").wait_for(timeout=20000)
     shot(pg, "models-mid-download")
     line = pg.locator("#iris-downloads .line").inner_text()
     assert "MB/s" in line and "ETA" in line
