@@ -1,9 +1,11 @@
-"""An exclusive, non-blocking lock on a file, across threads and processes (flock / msvcrt)."""
+"""An exclusive, non-blocking lock on a file across threads and processes: the filelock package's OS lock."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from filelock import FileLock as _OSLock
+from filelock import Timeout
 
 from app import config
 
@@ -14,23 +16,22 @@ class FileLock:
     def __init__(self, path: Path):
         config.ensure(path.parent)
         self.path = path
-        self._f = open(path, "a+b")  # noqa: SIM115 - held for the lock's lifetime
+        # flock / msvcrt only: the package's soft fallback (a marker file) would outlive a killed process.
+        # Not thread-local: one Iris process holds it for all its threads (a second window must wait).
+        self._lock = _OSLock(str(path), timeout=0, thread_local=False, fallback_to_soft=False,
+                             preserve_lock_file=True)
 
     def try_acquire(self) -> bool:
+        """Take the lock if nobody holds it; never waits."""
+        if self._lock.is_locked:
+            return False  # this object already holds it: a second hold would only count up
         try:
-            if os.name == "nt":
-                import msvcrt
-
-                self._f.seek(0)
-                msvcrt.locking(self._f.fileno(), msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
-            else:
-                import fcntl
-
-                fcntl.flock(self._f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+            self._lock.acquire()
+        except Timeout:
             return False
         return True
 
     def close(self) -> None:
-        # Closing the file releases the lock on every platform.
-        self._f.close()
+        """Let go of the lock (if held)."""
+        if self._lock.is_locked:
+            self._lock.release(force=True)
