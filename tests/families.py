@@ -19,7 +19,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from modelwriter import WORDS, _Weights
+from modelwriter import WORDS, _Weights, finish, tokenizer_header
 
 SIGLIP_MEAN = [0.5, 0.5, 0.5]
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
@@ -240,25 +240,10 @@ def write_family_lm(path: Path, f: Family) -> Path:
         wr.add_value_length(hd)
         wr.add_sliding_window(16)  # short, so the tests' prompts really slide past it
     tokens, scores, types = _vocab(f)
-    wr.add_tokenizer_model("llama")
-    wr.add_token_list(tokens)
-    wr.add_token_scores(scores)
-    wr.add_token_types(types)
-    wr.add_bos_token_id(1)
-    wr.add_eos_token_id(2)
-    wr.add_unk_token_id(0)
-    wr.add_add_bos_token(f.add_bos)
-    wr.add_add_eos_token(False)
-    if f.chat_template:
-        wr.add_chat_template(f.chat_template)
+    tokenizer_header(wr, tokens, scores, types, add_bos=f.add_bos, chat_template=f.chat_template)
 
     def mat(name: str, n_in: int, n_out: int, scale: float = 0.02) -> None:
-        if f.quant == "q4_0":
-            wr.add_tensor(name, w.q4_0(n_out, n_in, scale), raw_dtype=gguf.GGMLQuantizationType.Q4_0)
-        elif f.quant == "q8_0":
-            wr.add_tensor(name, w.q8_0(n_out, n_in, scale), raw_dtype=gguf.GGMLQuantizationType.Q8_0)
-        else:
-            wr.add_tensor(name, w.dense((n_out, n_in), f.quant, scale))
+        w.add_matrix(wr, name, f.quant, n_in, n_out, scale)
 
     wr.add_tensor("token_embd.weight", w.dense((len(tokens), E), "f16" if f.quant != "f32" else "f32", 0.5))
     wr.add_tensor("output_norm.weight", w.ones(E))
@@ -299,10 +284,7 @@ def write_family_lm(path: Path, f: Family) -> Path:
         mat(b + "ffn_gate.weight", E, F)
         mat(b + "ffn_up.weight", E, F)
         mat(b + "ffn_down.weight", F, E)
-    wr.write_header_to_file()
-    wr.write_kv_data_to_file()
-    wr.write_tensors_to_file()
-    wr.close()
+    finish(wr)
     return path
 
 
@@ -422,10 +404,7 @@ def write_family_mmproj(path: Path, f: Family) -> Path:
         t("mm.model.fc.weight", w.dense((E, D * s * s), "f16", strong / s))
     else:
         raise ValueError(proj)
-    wr.write_header_to_file()
-    wr.write_kv_data_to_file()
-    wr.write_tensors_to_file()
-    wr.close()
+    finish(wr)
     return path
 
 

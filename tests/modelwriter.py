@@ -23,7 +23,7 @@ import gguf
 
 # Run as a script too (python tests/modelwriter.py): the key layout lives in the repository's training package.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from training.gguflayout import finish, lm_header, mmproj_header  # noqa: E402
+from training.gguflayout import finish, lm_header, mmproj_header, tokenizer_header  # noqa: E402
 
 # A Vicuna/LLaVA-style template that renders OpenAI content lists; image parts arrive as
 # {"type": "text", "text": "<__media__>"} from llama-cpp-python's MTMD handler. No BOS: mtmd adds it.
@@ -182,6 +182,16 @@ class _Weights:
         """Q8_0 blocks from gguf-py's reference quantizer (an f16 scale and 32 int8 per block)."""
         return gguf.quants.quantize(self.dense((rows, cols), "f32", scale), gguf.GGMLQuantizationType.Q8_0)
 
+    def add_matrix(self, wr: gguf.GGUFWriter, name: str, quant: str, n_in: int, n_out: int,
+                   scale: float = 0.02) -> None:
+        """A 2-D weight in the LM's format; numpy shape (n_out, n_in) is the reverse of ggml's ne."""
+        if quant == "q4_0":
+            wr.add_tensor(name, self.q4_0(n_out, n_in, scale), raw_dtype=gguf.GGMLQuantizationType.Q4_0)
+        elif quant == "q8_0":
+            wr.add_tensor(name, self.q8_0(n_out, n_in, scale), raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+        else:
+            wr.add_tensor(name, self.dense((n_out, n_in), quant, scale))
+
     def ones(self, n: int) -> np.ndarray:
         return np.ones(n, dtype=np.float32)
 
@@ -213,13 +223,7 @@ def write_lm(path: Path, s: Shape) -> Path:
     kv = s.n_head_kv * hd
 
     def mat(name: str, n_in: int, n_out: int, scale: float = 0.02) -> None:
-        # numpy shape is (n_out, n_in): the reverse of ggml's ne = [n_in, n_out]
-        if s.quant == "q4_0":
-            wr.add_tensor(name, w.q4_0(n_out, n_in, scale), raw_dtype=gguf.GGMLQuantizationType.Q4_0)
-        elif s.quant == "q8_0":
-            wr.add_tensor(name, w.q8_0(n_out, n_in, scale), raw_dtype=gguf.GGMLQuantizationType.Q8_0)
-        else:
-            wr.add_tensor(name, w.dense((n_out, n_in), s.quant, scale))
+        w.add_matrix(wr, name, s.quant, n_in, n_out, scale)
 
     # Embeddings stay dense: llama.cpp reads rows of token_embd on the CPU.
     wr.add_tensor("token_embd.weight", w.dense((s.n_vocab, s.n_embd), "f16" if s.quant != "f32" else "f32", 0.5))

@@ -24,6 +24,12 @@ def lm_header(wr: gguf.GGUFWriter, *, name: str, n_ctx: int, n_embd: int, n_laye
     wr.add_layer_norm_rms_eps(eps)
     wr.add_rope_freq_base(rope_base)
     wr.add_file_type(file_type)
+    tokenizer_header(wr, tokens, scores, types, chat_template=chat_template)
+
+
+def tokenizer_header(wr: gguf.GGUFWriter, tokens: list[str], scores: list[float], types: list[int], *,
+                     add_bos: bool = True, chat_template: str | None = None) -> None:
+    """A SentencePiece-style tokenizer: UNK 0, BOS 1, EOS 2, BOS added by the tokenizer when add_bos."""
     wr.add_tokenizer_model("llama")
     wr.add_token_list(tokens)
     wr.add_token_scores(scores)
@@ -31,7 +37,7 @@ def lm_header(wr: gguf.GGUFWriter, *, name: str, n_ctx: int, n_embd: int, n_laye
     wr.add_bos_token_id(1)
     wr.add_eos_token_id(2)
     wr.add_unk_token_id(0)
-    wr.add_add_bos_token(True)
+    wr.add_add_bos_token(add_bos)
     wr.add_add_eos_token(False)
     if chat_template:
         wr.add_chat_template(chat_template)
