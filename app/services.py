@@ -79,7 +79,9 @@ class Services:
     downloads: DownloadManager = field(default_factory=DownloadManager)
     history: History | None = None  # None for the one-shot CLI
     settings: Settings = field(default_factory=Settings)
-    _costs: dict = field(default_factory=dict, repr=False)  # (image sha256, model) -> image tokens
+    # Image tokens by image hash, for the model they were measured with (held, so a new load starts afresh).
+    _costs: dict[str, int] = field(default_factory=dict, repr=False)
+    _costs_model: object = field(default=None, repr=False)
 
     # -- models ----------------------------------------------------------------------------------------
 
@@ -124,12 +126,13 @@ class Services:
         model = self.engine.model
         if model is None or not images:
             return None
+        if self._costs_model is not model:
+            self._costs, self._costs_model = {}, model
         per_image = []
         for img in images:
-            key = (img.sha256, id(model))
-            if key not in self._costs:
-                self._costs[key] = int(self.engine.image_cost(img))
-            per_image.append(self._costs[key])
+            if img.sha256 not in self._costs:
+                self._costs[img.sha256] = int(self.engine.image_cost(img))
+            per_image.append(self._costs[img.sha256])
         usage = self.usage(cid) if cid and self.history is not None else None
         return AttachmentCost(per_image, usage.used if usage else 0, int(getattr(model, "n_ctx", 0)),
                               int(getattr(model, "max_images", 0)))

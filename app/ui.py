@@ -22,7 +22,7 @@ import gradio as gr  # noqa: E402
 
 from app.chat import Reply
 from app.errors import AppError
-from app.images import prepare_image
+from app.images import PreparedImage, prepare_image
 from app.services import Services
 from app.store import human_size
 
@@ -346,13 +346,21 @@ def build_ui(services: Services) -> gr.Blocks:
         convs = conv_choices(text)
         return gr.update(choices=convs, value=cid if any(c[1] == cid for c in convs) else None)
 
+    # The box's change event fires on every keystroke: each attached file is decoded once, not per key.
+    previewed: dict[str, PreparedImage] = {}
+
     def preview_cost(message: dict, cid: str | None) -> str:
         files = [f if isinstance(f, str) else f.get("path") for f in (message or {}).get("files", [])]
         if not files:
+            previewed.clear()
             return ""
+        if len(previewed) > 64:  # several tabs share it: keep it small
+            previewed.clear()
         try:
-            images = [prepare_image(p, name=Path(p).name) for p in files]
-            return attachment_line(services.attachment_cost(cid, images))
+            for p in files:
+                if p not in previewed:
+                    previewed[p] = prepare_image(p, name=Path(p).name)
+            return attachment_line(services.attachment_cost(cid, [previewed[p] for p in files]))
         except AppError as exc:
             return f"⚠️ {plain(exc)}"
 
