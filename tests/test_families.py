@@ -99,7 +99,6 @@ def test_two_images_in_one_message(fam, images):
     assert two > one
     ids = _ids(eng, conv)
     assert ids.stats.prompt_tokens == two
-    assert len(set(ids)) >= 1
     # The second image reaches the logits (exactly equal logits would mean it was dropped).
     one_logits = eng.next_token_logits(Conversation(turns=[_user("compare them", images["red"])]))
     two_logits = eng.next_token_logits(conv)
