@@ -211,6 +211,12 @@ def validate_import(data: object) -> tuple[str, str, list[StoredMessage], dict[s
     return _text(" ".join(title.split()), 120) or "Imported chat", system, messages, images
 
 
+def _file_stem(title: str, limit: int) -> str:
+    """A file name from a title: letters, digits, dashes, underscores and spaces only."""
+    safe = "".join(c if c.isalnum() or c in "-_ " else "_" for c in title).strip() or "conversation"
+    return safe[:limit]
+
+
 def default_title(text: str, n_images: int) -> str:
     """A conversation's first title: the start of the first question."""
     words = " ".join(text.split())
@@ -404,11 +410,26 @@ class History:
                 raise
         return cid
 
+    def export_file(self, cid: str, out_dir: Path) -> Path:
+        """export_json written to out_dir as a .json file named after the title; return its path."""
+        data = self.export_json(cid)
+        path = config.ensure(out_dir) / f"{_file_stem(data['title'], 40)}.json"
+        path.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
+        return path
+
+    def import_file(self, path: Path | str) -> str:
+        """Import a file written by export_file; return the new conversation's id. All or nothing."""
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError, TypeError, RecursionError):
+            raise InvalidImport("That file is not a conversation exported by Iris (it is not JSON, or nested too "
+                                "deeply). Nothing was imported.") from None
+        return self.import_json(data)
+
     def export_markdown(self, cid: str, out_dir: Path) -> Path:
         """A .zip with conversation.md and its images (relative links), for reading anywhere."""
         conv = self.get(cid)
-        safe = "".join(c if c.isalnum() or c in "-_ " else "_" for c in conv.title).strip() or "conversation"
-        path = config.ensure(out_dir) / f"{safe[:50]}.zip"
+        path = config.ensure(out_dir) / f"{_file_stem(conv.title, 50)}.zip"
         lines = [f"# {conv.title}", ""]
         if conv.system:
             lines += [f"> System: {conv.system}", ""]

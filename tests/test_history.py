@@ -84,6 +84,25 @@ def test_export_json_round_trips_on_another_machine(history, images, tmp_path):
     elsewhere.close()
 
 
+def test_export_file_round_trips_and_a_bad_file_is_one_line(history, images, tmp_path):
+    red = prepare_image(images["red"])
+    cid = history.create(title="a/b: <c>")
+    history.append(cid, StoredMessage("user", "What is it?", [history.save_image(red)]))
+    path = history.export_file(cid, tmp_path / "out")
+    assert path.parent == tmp_path / "out" and path.name == "a_b_ _c_.json"
+    elsewhere = History(tmp_path / "other")
+    new = elsewhere.import_file(path)
+    assert elsewhere.get(new).messages[0].images == [red.sha256]
+    for bad in (b"not json", b"[" * 100_000, b"\xff\xfe"):
+        (tmp_path / "bad.json").write_bytes(bad)
+        with pytest.raises(InvalidImport, match="not a conversation exported by Iris.*Nothing was imported"):
+            elsewhere.import_file(tmp_path / "bad.json")
+    with pytest.raises(InvalidImport, match="Nothing was imported"):
+        elsewhere.import_file(tmp_path / "missing.json")
+    assert [c.id for c in elsewhere.list()] == [new]
+    elsewhere.close()
+
+
 def test_export_markdown_zip_has_text_and_images(history, images, tmp_path):
     red = prepare_image(images["red"])
     cid = history.create()
