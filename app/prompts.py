@@ -9,6 +9,7 @@ template its GGUF carries. mtmd puts the family's image wrapping (<|vision_start
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -127,29 +128,37 @@ def messages(conv: Conversation, marker: str, *, parts: bool) -> list[dict[str, 
     return out
 
 
-def render_template(template: str, conv: Conversation, marker: str, *, bos: str = "", eos: str = "") -> str:
-    """Render a GGUF's chat template (Jinja, sandboxed); raise ValueError if it fails or drops the conversation."""
+@functools.lru_cache(maxsize=16)
+def compile_template(source: str) -> Any:
+    """A chat template compiled once (sandboxed Jinja, as llama.cpp's tojson and loop controls); ValueError if not."""
     import jinja2
     import jinja2.ext
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
     env.filters["tojson"] = lambda v, **kw: json.dumps(v, ensure_ascii=False, **kw)
-
-    def raise_exception(message: str) -> None:
-        raise ValueError(message)
-
     try:
-        tmpl = env.from_string(template)
+        return env.from_string(source)
     except jinja2.TemplateError as exc:
         raise ValueError(f"the model's chat template does not parse ({exc})") from None
+
+
+def _raise_exception(message: str) -> None:
+    raise ValueError(message)
+
+
+def render_template(template: str, conv: Conversation, marker: str, *, bos: str = "", eos: str = "") -> str:
+    """Render a GGUF's chat template (Jinja, sandboxed); raise ValueError if it fails or drops the conversation."""
+    import jinja2
+
+    tmpl = compile_template(template)
     texts = [conv.system] + [t.text for t in conv.turns]
     last = ""
     # Plain strings first (what most templates expect); content lists where a template drops them.
     for parts in (False, True):
         try:
             text = tmpl.render(messages=messages(conv, marker, parts=parts), add_generation_prompt=True,
-                               bos_token=bos, eos_token=eos, raise_exception=raise_exception)
+                               bos_token=bos, eos_token=eos, raise_exception=_raise_exception)
         except (jinja2.TemplateError, TypeError, ValueError, KeyError, IndexError) as exc:
             last = str(exc)
             continue
@@ -160,5 +169,5 @@ def render_template(template: str, conv: Conversation, marker: str, *, bos: str 
     raise ValueError(f"the model's chat template cannot render this conversation ({last})")
 
 
-__all__ = ["CHAT_HANDLERS", "MAX_IMAGES", "RENDERERS", "render_template", "messages", "vicuna", "mistral_instruct",
-           "moondream", "chatml", "VICUNA_SYSTEM", "QWEN_SYSTEM"]
+__all__ = ["CHAT_HANDLERS", "MAX_IMAGES", "RENDERERS", "compile_template", "render_template", "messages", "vicuna",
+           "mistral_instruct", "moondream", "chatml", "VICUNA_SYSTEM", "QWEN_SYSTEM"]

@@ -55,13 +55,13 @@ def main() -> None:
     # Time one save and one restore on their own.
     eng.sessions.max_bytes = 4 * 1024**3
     t = time.perf_counter()
-    eng._switch_session("x")  # saves the current conversation
+    eng.kv.switch(eng._llama, "x")  # saves the current conversation
     t_save = time.perf_counter() - t
     t = time.perf_counter()
-    eng._switch_session("bFalse")  # nothing saved under this key: measures the save of x only
-    eng._switch_session("x")  # restore
+    eng.kv.switch(eng._llama, "bFalse")  # nothing saved under this key: measures the save of x only
+    eng.kv.switch(eng._llama, "x")  # restore
     t_restore = time.perf_counter() - t
-    per_token = eng.sessions.bytes / max(1, eng._session.pos())
+    per_token = eng.sessions.bytes / max(1, eng.kv.pos())
     print(f"save {t_save * 1e3:.0f} ms, save+restore {t_restore * 1e3:.0f} ms; "
           f"{per_token / 1e6:.3f} MB per token of context")
     eng.close()

@@ -12,7 +12,6 @@ chunk keyed by the image's SHA-256), so a follow-up turn only evaluates what cha
 
 from __future__ import annotations
 
-import codecs
 import ctypes
 import logging
 import os
@@ -26,16 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from app.chat import Conversation, GenParams, Reply, ReplyStats
-from app.engine.caches import (
-    EMBED_CACHE_BYTES,
-    SESSION_CACHE_BYTES,
-    _EmbeddingCache,
-    _SavedSession,
-    _Session,
-    _SessionStore,
-)
+from app.engine.caches import EMBED_CACHE_BYTES, SESSION_CACHE_BYTES, EmbeddingCache, KVCache
 from app.engine.logsink import _SINK, _LogSink, route_logs
 from app.engine.mtmd import ImageUnit, MtmdPrompt, Unit, cells
+from app.engine.sampling import sample
 from app.errors import (
     ContextTooLong,
     ModelLoadFailed,
@@ -48,7 +41,7 @@ from app.ggufinfo import LMSummary, MMProjSummary, PairInfo, check_pair
 from app.images import plain_image
 from app.llamalib import extra_buffers_allowed, model_params_guard, system_info
 from app.machine import auto_gpu_layers, free_gpu_memory, physical_cores
-from app.prompts import CHAT_HANDLERS, MAX_IMAGES, RENDERERS, render_template
+from app.prompts import CHAT_HANDLERS, MAX_IMAGES, RENDERERS, compile_template, render_template
 
 logger = logging.getLogger(__name__)
 
@@ -124,16 +117,18 @@ class LlamaCppEngine:
         self._llama: Any = None
         self._handler: Any = None
         self._mctx: Any = None
-        self._session = _Session()
-        self._session_key: str | None = None
+        self.kv = KVCache(SESSION_CACHE_BYTES)
         self.model: LoadedModel | None = None
         self.reuse_kv = True
         # Bounded caches: image embeddings (skip the encoder for an image seen before) and the KV state
         # of conversations switched away from. Sizes can be changed before or after load.
-        self.embeddings = _EmbeddingCache(EMBED_CACHE_BYTES)
-        self.sessions = _SessionStore(SESSION_CACHE_BYTES)
+        self.embeddings = EmbeddingCache(EMBED_CACHE_BYTES)
+        self.sessions = self.kv.snapshots
         self._mmproj_fp = ""
         self._sink = _SINK
+        # The last prompt count_tokens split, kept open for the prefill of the same turn: each turn
+        # is tokenized (and its images decoded and preprocessed) once, not once to fit and once to run.
+        self._counted: tuple[tuple[str, tuple[str, ...]], MtmdPrompt] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -222,9 +217,7 @@ class LlamaCppEngine:
                     f"{Path(lm_path).name} ({exc}). Pick the mmproj from the same repository as the LM."
                 ) from None
             self._llama, self._handler, self._mctx = llama, handler, handler.mtmd_ctx
-            self._session = _Session()
-            self._session_key = None
-            self.sessions.clear()  # snapshots belong to the model that made them
+            self.kv.forget()  # snapshots belong to the model that made them
             st = Path(mmproj_path).stat()
             # Embeddings depend only on the projector file: the same file keeps its cache across loads.
             self._mmproj_fp = f"{Path(mmproj_path).resolve()}:{st.st_size}:{st.st_mtime_ns}"
@@ -278,15 +271,14 @@ class LlamaCppEngine:
             self._unload_locked()
 
     def _unload_locked(self) -> None:
+        self._drop_counted()
         if self._llama is not None:
             try:
                 self._llama.close()  # also frees the mtmd context through its exit stack
             finally:
                 self._llama = self._handler = self._mctx = None
                 self.model = None
-                self._session = _Session()
-                self._session_key = None
-                self.sessions.clear()
+                self.kv.forget()
 
     close = unload
 
@@ -318,8 +310,6 @@ class LlamaCppEngine:
                                       "format instead of 'mtmd'.") from None
             return text, images
         # The remaining handler formats (Llama-3-vision-alpha) render with llama-cpp-python's template.
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
-
         messages = _openai_messages(conv)
         if not conv.system and h.DEFAULT_SYSTEM_MESSAGE:
             messages = [{"role": "system", "content": h.DEFAULT_SYSTEM_MESSAGE}] + messages
@@ -328,7 +318,7 @@ class LlamaCppEngine:
         # Jinja reserves `self` (the template's own blocks): render(self=...) is a TypeError, so
         # the handler's templates that read self.DEFAULT_SYSTEM_MESSAGE get it as `handler`.
         source = re.sub(r"\bself\.", "handler.", h.CHAT_FORMAT)
-        tmpl = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(source)
+        tmpl = compile_template(source)
         text = tmpl.render(messages=messages, add_generation_prompt=True, handler=h,
                            eos_token=llama.detokenize([llama.token_eos()]).decode(errors="ignore"))
         for i in range(len(images)):
@@ -361,47 +351,13 @@ class LlamaCppEngine:
             stats.device_lm, stats.device_mmproj = self.model.device_lm, self.model.device_mmproj
             stats.context_size = self.model.n_ctx
             t_start = time.perf_counter()
-            if session is not None and session != self._session_key:
-                self._switch_session(session)
+            if session is not None and session != self.kv.conversation:
+                self.kv.switch(self._llama, session)
             prompt = self._prefill(conv, stats)
             if prompt is None:  # stopped during prefill
                 stats.finish_reason = "stopped"
                 return
             yield from self._generate(prompt, params, stats, t_start)
-
-    def _switch_session(self, key: str) -> None:
-        """Keep the current conversation's KV cache aside and bring back key's, if it was kept."""
-        import llama_cpp as L
-
-        llama, ctx = self._llama, self._llama._ctx.ctx
-        old = self._session_key
-        if old is not None and self._session.units and llama.n_tokens == self._session.pos():
-            size = L.llama_state_seq_get_size(ctx, 0)
-            if size <= self.sessions.max_bytes:
-                buf = (ctypes.c_uint8 * size)()
-                got = L.llama_state_seq_get_data(ctx, buf, size, 0)
-                self.sessions.put(old, _SavedSession(list(self._session.units), bytes(buf[:got])))
-        self._session_key = key
-        saved = self.sessions.pop(key)
-        if saved is None:
-            return  # the cache keeps whatever prefix the next prompt shares with it
-        mem = L.llama_get_memory(ctx)
-        L.llama_memory_clear(mem, True)
-        buf = (ctypes.c_uint8 * len(saved.state)).from_buffer_copy(saved.state)
-        if L.llama_state_seq_set_data(ctx, buf, len(saved.state), 0) == 0:
-            L.llama_memory_clear(mem, True)
-            self._session, llama.n_tokens = _Session(), 0
-            return
-        self._session = _Session(list(saved.units))
-        n = 0
-        for u in saved.units:
-            if isinstance(u, ImageUnit):
-                llama.input_ids[n:n + u.n_pos] = 0  # image slots, as _eval_image leaves them
-                n += u.n_pos
-            else:
-                llama.input_ids[n] = u
-                n += 1
-        llama.n_tokens = n
 
     def prompt_units(self, conv: Conversation, text: str | None = None) -> list[Unit]:
         """The prompt as llama.cpp will see it: token ids, and an ImageUnit (id, n_tokens, n_pos) per image chunk.
@@ -429,8 +385,33 @@ class LlamaCppEngine:
             return sum(u.n_tokens for u in prompt.units if isinstance(u, ImageUnit))
 
     def count_tokens(self, conv: Conversation) -> int:
-        """Context cells the conversation's prompt takes (text tokens + image tokens); nothing is evaluated."""
-        return cells(self.prompt_units(conv))
+        """Context cells the conversation's prompt takes (text tokens + image tokens); nothing is evaluated.
+
+        The split prompt is kept for the next reply: when its prompt is the same, it is not tokenized again.
+        """
+        with self._lock:
+            if self.model is None:
+                raise NoModelLoaded("No model is loaded. Pick a model first.")
+            text, images = self.render(conv)
+            key = (text, tuple(i.sha256 for i in images))
+            if self._counted is None or self._counted[0] != key:
+                self._drop_counted()
+                self._counted = (key, MtmdPrompt(self._mctx, text, images))
+            return cells(self._counted[1].units)
+
+    def _split(self, text: str, images: list[Any]) -> MtmdPrompt:
+        """The prompt split by mtmd: the one count_tokens kept for this text and these images, or a new one."""
+        counted, self._counted = self._counted, None
+        if counted is not None:
+            if counted[0] == (text, tuple(i.sha256 for i in images)):
+                return counted[1]
+            counted[1].close()
+        return MtmdPrompt(self._mctx, text, images)
+
+    def _drop_counted(self) -> None:
+        if self._counted is not None:
+            self._counted[1].close()
+            self._counted = None
 
     def next_token_logits(self, conv: Conversation) -> list[float]:
         """The LM's logits for the token after the prompt (for parity checks against a reference)."""
@@ -458,11 +439,9 @@ class LlamaCppEngine:
 
     def _prefill(self, conv: Conversation, stats: ReplyStats) -> list[int] | None:
         """Evaluate what the KV cache lacks; return the prompt token list for sampling."""
-        import llama_cpp as L
-
-        llama, sess = self._llama, self._session
+        llama, kv = self._llama, self.kv
         text, images = self.render(conv)
-        with MtmdPrompt(self._mctx, text, images) as prompt:
+        with self._split(text, images) as prompt:
             new, chunk_at = prompt.units, prompt.chunk_at
             n_cells = cells(new)
             stats.prompt_tokens = n_cells
@@ -473,33 +452,7 @@ class LlamaCppEngine:
                     f"but the model's context holds {llama.n_ctx()}. Start a new conversation, remove "
                     "images, or raise the context size in Settings."
                 )
-            mem = L.llama_get_memory(llama._ctx.ctx)
-            if not self.reuse_kv or llama.n_tokens != sess.pos():
-                sess.units = []
-                L.llama_memory_clear(mem, True)
-                llama.n_tokens = 0
-            k = 0
-            for a, b in zip(new, sess.units, strict=False):  # the common prefix
-                if a != b:
-                    break
-                k += 1
-            if k == len(new):
-                k -= 1  # the last token must be evaluated again for fresh logits
-            keep = _Session(new[:k]).pos()
-            n_swa = L.llama_model_n_swa(llama._model.model)
-            if n_swa > 0 and keep > 0 and L.llama_memory_seq_pos_min(mem, 0) > max(0, keep - n_swa):
-                # A sliding-window cache (Gemma 3) has already dropped the cells that the kept prefix's
-                # last window needs; reusing it would answer from a truncated context (as llama-server).
-                L.llama_memory_clear(mem, True)
-                sess.units, llama.n_tokens = [], 0
-                k, keep = 0, 0
-            if k < len(sess.units):
-                if not L.llama_memory_seq_rm(mem, 0, keep, -1):
-                    L.llama_memory_clear(mem, True)
-                    k, keep = 0, 0
-                sess.units = sess.units[:k]
-                llama.n_tokens = keep
-            i = k
+            i = kv.keep_prefix(llama, new, self.reuse_kv)
             try:
                 while i < len(new):
                     if self._stop.is_set():
@@ -507,7 +460,7 @@ class LlamaCppEngine:
                     unit = new[i]
                     if isinstance(unit, ImageUnit):
                         self._eval_image(chunk_at[i], unit, stats)
-                        sess.units.append(unit)
+                        kv.units.append(unit)
                         i += 1
                         continue
                     j = i
@@ -522,12 +475,10 @@ class LlamaCppEngine:
                             "The model file may be damaged; download it again."
                         ) from None
                     stats.prompt_tokens_evaluated += j - i
-                    sess.units.extend(new[i:j])
+                    kv.units.extend(new[i:j])
                     i = j
             except BaseException:
-                # Roll the cache back to the last unit that went in whole.
-                L.llama_memory_seq_rm(mem, 0, sess.pos(), -1)
-                llama.n_tokens = sess.pos()
+                kv.roll_back(llama)
                 raise
             return llama.input_ids[: llama.n_tokens].tolist()
 
@@ -569,82 +520,14 @@ class LlamaCppEngine:
 
     def _generate(self, prompt: list[int], params: GenParams, stats: ReplyStats,
                   t_start: float) -> Iterator[str]:
-        # Our own loop over Llama.generate rather than create_completion: exact max_tokens,
-        # one check of the stop flag per token, and an incremental UTF-8 decoder. (The stock
-        # stream re-decodes all held-back bytes on each token when a stop string is set, which
-        # turns a run of invalid UTF-8 into seconds of quadratic work.)
-        import llama_cpp as L
-
-        llama, sess = self._llama, self._session
-        room = llama.n_ctx() - llama.n_tokens - 1
-        max_tokens = max(1, min(params.max_tokens, room))
-        llama.set_seed(params.seed if params.seed is not None else L.LLAMA_DEFAULT_SEED)
-        vocab = llama._model.vocab
-        processors = None
-        if params.ignore_eos:
-            # Benchmarks: every reply runs to max_tokens, so lengths match across engines.
-            eog = [t for t in range(llama.n_vocab()) if L.llama_vocab_is_eog(vocab, t)]
-
-            def no_eos(_ids: Any, scores: Any) -> Any:
-                scores[eog] = -float("inf")
-                return scores
-
-            processors = L.LogitsProcessorList([no_eos])
-        gen = llama.generate(prompt, top_k=params.top_k, top_p=params.top_p, min_p=0.05,
-                             temp=params.temperature, repeat_penalty=params.repeat_penalty,
-                             logits_processor=processors)
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        stops = [] if params.ignore_eos else self._stop_strings()
-        pending = ""
-        started = False
-        t_first = t_last = None
-        n_out = 0
-        finish = "length"
-        base = sess.pos()
+        llama = self._llama
+        base = self.kv.pos()
         try:
-            for tok in gen:
-                now = time.perf_counter()
-                if t_first is None:
-                    t_first = now
-                    stats.ttft_s = now - t_start
-                if self._stop.is_set():
-                    finish = "stopped"
-                    break
-                if L.llama_vocab_is_eog(vocab, tok):
-                    finish = "end"
-                    break
-                n_out += 1
-                stats.token_ids.append(int(tok))
-                t_last = now
-                pending += decoder.decode(llama._model.detokenize([tok]))
-                if not started:
-                    pending = pending.lstrip()
-                    started = bool(pending)
-                hit = min((pending.find(x) for x in stops if x in pending), default=-1)
-                if hit >= 0:
-                    if pending[:hit]:
-                        yield pending[:hit]
-                    pending, finish = "", "end"
-                    break
-                keep = _held_back(pending, stops)
-                if len(pending) > keep:
-                    yield pending[: len(pending) - keep]
-                    pending = pending[len(pending) - keep:]
-                if n_out >= max_tokens:
-                    break
-            pending += decoder.decode(b"", final=True)
-            if pending:  # a held-back start of a stop string that never completed
-                yield pending
+            yield from sample(llama, prompt, params, stats, t_start, self._stop,
+                              [] if params.ignore_eos else self._stop_strings())
         finally:
-            gen.close()
             # What generation evaluated is in the cache too; record it so the next turn reuses it.
-            sess.units.extend(llama.input_ids[base:llama.n_tokens].tolist())
-            stats.completion_tokens = n_out
-            if t_first is None:
-                stats.ttft_s = time.perf_counter() - t_start
-            if n_out > 1 and t_first is not None and t_last is not None and t_last > t_first:
-                stats.decode_tok_s = (n_out - 1) / (t_last - t_first)
-            stats.finish_reason = finish
+            self.kv.units.extend(llama.input_ids[base:llama.n_tokens].tolist())
 
     def _stop_strings(self) -> list[str]:
         assert self.model is not None
@@ -656,17 +539,6 @@ class LlamaCppEngine:
         if fmt == "moondream":
             return ["<|endoftext|>", "\n\nQuestion:"]
         return []
-
-
-def _held_back(text: str, stops: list[str]) -> int:
-    """How many trailing characters could be the start of a stop string (held until known)."""
-    best = 0
-    for stop in stops:
-        for n in range(min(len(stop) - 1, len(text)), 0, -1):
-            if text.endswith(stop[:n]):
-                best = max(best, n)
-                break
-    return best
 
 
 def _fold_system(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
