@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from app.catalog import ModelSpec, load_catalog
 from app.chat import Conversation, GenParams, Reply, Turn, fit_conversation
-from app.downloads import DownloadManager
+from app.download_jobs import DownloadManager
 from app.errors import AppError, NoModelLoaded, TooManyImages, printable
-from app.images import PreparedImage
+from app.images import PreparedImage, prepare_image
 from app.settings import Settings, save_settings
 from app.store import ModelPair, ModelStore
 
@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from app.history import History, StoredConversation
 
 logger = logging.getLogger(__name__)
+
+NO_MODEL = "No model is loaded. Pick one above and press Load, or download one on the Models tab."
+IMAGE_MEMORY = 64 * 2**20  # bytes of recently asked-about images kept for the engine
 
 
 class Engine(Protocol):
@@ -82,6 +85,8 @@ class Services:
     # Image tokens by image hash, for the model they were measured with (held, so a new load starts afresh).
     _costs: dict[str, int] = field(default_factory=dict, repr=False)
     _costs_model: object = field(default=None, repr=False)
+    _images: dict[str, PreparedImage] = field(default_factory=dict, repr=False)  # recent images, oldest first
+    _attached: dict[tuple[str, int, int], PreparedImage] = field(default_factory=dict, repr=False)
 
     # -- models ----------------------------------------------------------------------------------------
 
@@ -121,7 +126,7 @@ class Services:
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
-    def attachment_cost(self, cid: str | None, images: list[PreparedImage]) -> AttachmentCost | None:
+    def attachment_cost(self, cid: str | None, images: Sequence[PreparedImage | str | Path]) -> AttachmentCost | None:
         """What the images about to be sent will cost the loaded model, and the context after sending."""
         model = self.engine.model
         if model is None or not images:
@@ -129,7 +134,7 @@ class Services:
         if self._costs_model is not model:
             self._costs, self._costs_model = {}, model
         per_image = []
-        for img in images:
+        for img in map(self._prepared, images):
             if img.sha256 not in self._costs:
                 self._costs[img.sha256] = int(self.engine.image_cost(img))
             per_image.append(self._costs[img.sha256])
@@ -173,21 +178,65 @@ class Services:
             raise AppError("History is not available in this mode.")
         return self.history
 
-    def ask(self, cid: str, text: str, images: list[PreparedImage]) -> None:
-        """Save the user's question (and its images) to the conversation."""
+    def ask(self, cid: str | None, text: str, images: Sequence[PreparedImage | str | Path] = (), *,
+            system: str = "") -> str:
+        """Save the user's question and its images (files are prepared here); return the conversation's id.
+
+        Every check a question needs runs here, before anything is written: there is a question, a model is
+        loaded, the model takes this many images, each file is an image, and the model's own preprocessing
+        can use it. cid None starts a conversation (with system), which is removed again if the question
+        is refused, so a refused first question leaves no empty chat behind.
+        """
         from app.history import StoredMessage
 
         h = self._history()
+        text = text.strip()
+        if not text and not images:
+            raise AppError("Type a question or add an image first.")
         if self.loaded is None:
-            raise NoModelLoaded("No model is loaded. Pick one above and press Load, or download one on "
-                                "the Models tab.")
-        self.check_image_count(len(images))
+            raise NoModelLoaded(NO_MODEL)
+        self.check_image_count(len(images))  # before reading the files: the limit is the news
+        prepared = [self._prepared(i) for i in images]
         if self.engine.model is not None:
             # The loaded model's preprocessing sees each image before it is saved: an image it cannot
             # use is refused now, instead of failing every later reply in this chat.
-            for img in images:
+            for img in prepared:
                 self.engine.image_cost(img)
-        h.append(cid, StoredMessage("user", text, [h.save_image(i) for i in images]))
+        new = cid is None
+        if cid is None:
+            cid = h.create(system=system)
+        try:
+            h.append(cid, StoredMessage("user", text, [h.save_image(i) for i in prepared]))
+        except AppError:
+            if new:
+                h.delete(cid)
+            raise
+        for img in prepared:
+            self._remember(img)
+        return cid
+
+    def _prepared(self, item: PreparedImage | str | Path) -> PreparedImage:
+        """An attached file as a clean image; decoded once while it is attached (the input box asks often)."""
+        if isinstance(item, PreparedImage):
+            return item
+        path = Path(item)
+        try:
+            st = path.stat()
+            key = (str(path), st.st_mtime_ns, st.st_size)
+        except OSError:
+            return prepare_image(path, name=path.name)  # says what is wrong with it
+        if key not in self._attached:
+            if len(self._attached) >= 64:  # several tabs share it: keep it small
+                self._attached.clear()
+            self._attached[key] = prepare_image(path, name=path.name)
+        return self._attached[key]
+
+    def _remember(self, img: PreparedImage) -> None:
+        # The engine gets the images it was just given from memory, not read back from the disk.
+        self._images.pop(img.sha256, None)
+        self._images[img.sha256] = img
+        while sum(len(i.png) for i in self._images.values()) > IMAGE_MEMORY and len(self._images) > 1:
+            self._images.pop(next(iter(self._images)))
 
     def check_image_count(self, n: int) -> None:
         """Refuse more images in one message than the loaded model takes."""
@@ -200,7 +249,8 @@ class Services:
     def conversation(self, cid: str) -> Conversation:
         """A saved conversation as the engine takes it, images loaded from the store."""
         stored = self._history().get(cid)
-        turns = [Turn(m.role, m.text, [self._history().load_image(s) for s in m.images])
+        h = self._history()
+        turns = [Turn(m.role, m.text, [self._images.get(s) or h.load_image(s) for s in m.images])
                  for m in stored.messages]
         return Conversation(system=stored.system, turns=turns)
 
@@ -208,8 +258,7 @@ class Services:
         """Answer the conversation's last question: a Reply whose text is saved when it ends (a stopped one too)."""
         self._history()
         if self.loaded is None:
-            raise NoModelLoaded("No model is loaded. Pick one above and press Load, or download one on "
-                                "the Models tab.")
+            raise NoModelLoaded(NO_MODEL)
         conv = self.conversation(cid)
         if not conv.turns or conv.turns[-1].role != "user":
             raise AppError("There is no question to answer; type one first.")

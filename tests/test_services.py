@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from app.chat import Conversation, GenParams, Turn, fit_conversation
-from app.errors import NoModelLoaded, TooManyImages
-from app.history import History, StoredMessage
+from app.errors import AppError, NoModelLoaded, TooManyImages
+from app.history import History, HistoryDiskFull, StoredMessage
 from app.images import prepare_image
 from app.services import build_services
 from app.settings import Settings, load_settings, save_settings, settings_path
@@ -182,3 +182,69 @@ def test_load_by_path_takes_only_gguf_files_and_tells_nothing_else(tmp_path, tin
         answers.add(str(err.value).replace(probe.name, "NAME"))
     assert len(answers) == 1, answers  # the same words whether the path exists or not
     assert services.load_files(*tiny_pair).name == tiny_pair[0].stem
+
+
+def test_a_refused_first_question_leaves_no_empty_chat(services, images, tmp_path):
+    """ask(None, …) creates the conversation; a question refused at any check leaves nothing behind."""
+    (tmp_path / "fake.png").write_bytes(b"not an image")
+    too_many = [images["red"]] * (services.engine.model.max_images + 1)
+    refusals = [("", []), ("many", too_many), ("bad", [tmp_path / "fake.png"])]
+    for text, files in refusals:
+        with pytest.raises(AppError):
+            services.ask(None, text, files, system="Be brief.")
+    assert services.history.list() == []
+
+    def full(*_a, **_k):
+        raise HistoryDiskFull("The disk is full.")
+
+    real_append = services.history.append
+    services.history.append = full
+    with pytest.raises(HistoryDiskFull):
+        services.ask(None, "saved?", [images["red"]])
+    assert services.history.list() == []
+    services.history.append = real_append
+    cid = services.ask(None, "What colour?", [images["red"]], system="Be brief.")
+    stored = services.history.get(cid)
+    assert stored.system == "Be brief." and stored.messages[0].images
+    assert services.ask(cid, "and now?") == cid and len(services.history.get(cid).messages) == 2
+
+
+def test_the_engine_gets_the_asked_image_from_memory(services, images, monkeypatch):
+    cid = services.ask(None, "What colour?", [images["red"]])
+
+    def no_disk(sha):
+        raise AssertionError("read back from disk")
+
+    monkeypatch.setattr(services.history, "load_image", no_disk)
+    conv = services.conversation(cid)
+    assert conv.turns[0].images[0].png == prepare_image(images["red"]).png
+
+
+def test_each_turn_is_tokenized_once_and_answers_as_a_fresh_split(services, images, monkeypatch):
+    """Fitting the context and prefill share one mtmd split; the reply is the one a fresh split gives."""
+    import app.engine.llama as llama_mod
+
+    splits = []
+    real = llama_mod.MtmdPrompt
+
+    class Counted(real):
+        def __init__(self, *args, **kwargs):
+            splits.append(args[1])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(llama_mod, "MtmdPrompt", Counted)
+    services.params = GenParams(temperature=0.0, max_tokens=8, seed=1, ignore_eos=True)
+    cid = services.ask(None, "What colour?", [images["red"]])
+    "".join(services.reply(cid))
+    services.ask(cid, "And the shape?", [images["blue"]])
+    splits.clear()
+    shared = services.reply(cid)
+    "".join(shared)
+    assert len(splits) == 1, splits  # fit_conversation counted this prompt; prefill used that split
+    conv = services.conversation(cid)
+    conv.turns = conv.turns[:3]
+    services.engine.reuse_kv = False  # a fresh prefill, tokenized on its own
+    fresh = services.engine.stream_reply(conv, services.params)
+    "".join(fresh)
+    assert len(splits) == 2
+    assert shared.stats.token_ids == fresh.stats.token_ids and len(fresh.stats.token_ids) == 8
