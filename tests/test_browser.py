@@ -65,7 +65,7 @@ def test_bad_model_files_give_their_message(page, server, tiny_pair, tmp_path):
     page.get_by_label("LM .gguf path").fill(str(bad))
     page.get_by_label("mmproj .gguf path").fill(str(tiny_pair[1]))
     page.get_by_role("button", name="Load these files").click()
-    page.get_by_text("half.gguf is truncated", exact=False).first.wait_for(timeout=20000)
+    page.locator("#iris-files-status").get_by_text("half.gguf is truncated", exact=False).wait_for(timeout=20000)
     shot(page, "bad-model")
     assert server[1].poll() is None
 

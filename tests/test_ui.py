@@ -89,3 +89,31 @@ def test_printable_escapes_control_bytes_and_cuts_long_values():
 
     assert printable(b"mlp\x00\x1b[31m") == "mlp\\x00\\x1b[31m"
     assert printable("x" * 500).endswith("…") and len(printable("x" * 500)) == 80
+
+
+def test_handlers_return_named_values_and_refuse_in_place(models_dir, images):
+    """Handlers called directly with the page's parts: a refused question changes nothing but `accepted`."""
+    import gradio as gr
+
+    from app.services import build_services
+    from app.ui import handlers as h
+    from app.ui.layout import layout
+    from fakeengine import FakeEngine
+
+    services = build_services(models_dir, engine=FakeEngine(["A red square."]), with_history=True)
+    with gr.Blocks():
+        ui = layout(services)
+    refused = h.add_user_turn(services, ui, {"text": "hi", "files": []}, None, "")
+    assert refused == {ui.accepted: False} and services.history.list() == []  # no model: nothing saved
+    services.load("tiny-llava")
+    got = h.add_user_turn(services, ui, {"text": "What colour?", "files": [str(images["red"])]}, None, "Be brief.")
+    cid = got[ui.cid]
+    assert got[ui.accepted] is True and services.history.get(cid).system == "Be brief."
+    assert [m["role"] for m in got[ui.chatbot]] == ["user", "user"]  # the image, then the text
+    *streamed, last = list(h.respond(services, ui, cid, True))
+    assert streamed and all(set(u) == {ui.chatbot} for u in streamed)
+    assert last[ui.chatbot][-2]["content"] == "A red square." and last[ui.notice] == ""
+    assert set(last) == {ui.chatbot, ui.index, ui.gauge, ui.title, ui.notice}
+    gone = h.delete(services, ui, cid, True)
+    assert gone[ui.cid] is None and services.history.list() == []
+    services.history.close()

@@ -1,0 +1,233 @@
+"""The page: every component in one place (Parts), and which handler each event runs (build_ui)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from app.services import Services
+from app.settings import SYSTEM_PRESETS
+from app.ui import handlers as h
+from app.ui.handlers import bind
+from app.ui.views import (
+    catalog_choices,
+    catalog_details,
+    choice_values,
+    current_model,
+    downloads_html,
+    model_status,
+    model_view,
+)
+
+
+@dataclass
+class Parts:
+    """The components that handlers read or change, by name."""
+
+    cid: Any  # gr.State: the conversation on the page (None for a new chat)
+    index: Any  # gr.State: for each chatbot message, the stored message it shows
+    accepted: Any  # gr.State: whether the last question was saved (so respond answers it)
+    finished: Any  # gr.State: downloads already seen finished
+    conversations: Any
+    new_chat: Any
+    search: Any
+    title: Any
+    rename: Any
+    export_md: Any
+    export_json: Any
+    export_file: Any
+    import_file: Any
+    delete: Any
+    model: Any
+    load: Any
+    rescan: Any
+    status: Any
+    problems: Any
+    chatbot: Any
+    box: Any
+    cost_line: Any
+    stop: Any
+    regenerate: Any
+    gauge: Any
+    notice: Any
+    preset: Any
+    system: Any
+    temperature: Any
+    top_p: Any
+    max_tokens: Any
+    n_ctx: Any
+    n_gpu_layers: Any
+    entry: Any
+    quant: Any
+    download: Any
+    cancel: Any
+    details: Any
+    jobs: Any
+    installed: Any
+    remove_name: Any
+    remove: Any
+    lm_path: Any
+    mm_path: Any
+    load_files: Any
+    files_status: Any
+    timer: Any
+
+
+def layout(services: Services) -> Parts:
+    """Create the page's components (inside a gr.Blocks) and return them by name."""
+    view = model_view(services)
+    names, real = view.choices, view.real
+    st = services.settings
+    preferred = st.last_model if st.last_model in choice_values(names) else current_model(services, names)
+    c: dict[str, Any] = {"cid": gr.State(None), "index": gr.State([]), "accepted": gr.State(False),
+                         "finished": gr.State([])}
+    with gr.Sidebar(label="Conversations", elem_id="iris-sidebar", open=True):
+        c["new_chat"] = gr.Button("+ New chat", variant="primary", elem_id="iris-new-chat")
+        c["search"] = gr.Textbox(placeholder="Search conversations…", show_label=False, elem_id="iris-search")
+        c["conversations"] = gr.Radio(choices=[], label="Conversations", elem_id="iris-conversations")
+        with gr.Accordion("This conversation", open=False, elem_id="iris-conv-actions"):
+            c["title"] = gr.Textbox(label="Name", elem_id="iris-title")
+            c["rename"] = gr.Button("Rename", size="sm", elem_id="iris-rename")
+            with gr.Row():
+                c["export_md"] = gr.Button("Export Markdown", size="sm", elem_id="iris-export-md")
+                c["export_json"] = gr.Button("Export JSON", size="sm", elem_id="iris-export-json")
+            c["export_file"] = gr.File(label="Exported file", visible=False, elem_id="iris-export-file")
+            c["import_file"] = gr.UploadButton("Import JSON", file_types=[".json"], size="sm", elem_id="iris-import")
+            c["delete"] = gr.Button("Delete conversation", variant="stop", size="sm", elem_id="iris-delete")
+    with gr.Tabs(selected="chat" if real else "models"):
+        with gr.Tab("Chat", id="chat"):
+            with gr.Row(equal_height=True):
+                c["model"] = gr.Dropdown(choices=names, value=preferred, label="Model", scale=4,
+                                         allow_custom_value=False, elem_id="iris-model")
+                c["load"] = gr.Button("Load", variant="primary", scale=1, elem_id="iris-load")
+                c["rescan"] = gr.Button("Rescan", scale=1)
+            c["status"] = gr.Markdown(model_status(services, None) if not names else
+                                      "Pick a model and press **Load**.", elem_id="iris-status")
+            c["problems"] = gr.Markdown(view.note, elem_id="iris-problems")
+            c["chatbot"] = gr.Chatbot(
+                label="Chat", height="62vh", buttons=["copy", "copy_all"], editable="user",
+                elem_id="iris-chat", allow_tags=False, sanitize_html=True, group_consecutive_messages=False,
+                latex_delimiters=[{"left": "$$", "right": "$$", "display": True},
+                                  {"left": "\\[", "right": "\\]", "display": True},
+                                  {"left": "\\(", "right": "\\)", "display": False}],
+                placeholder="Drop, paste or pick an image, then ask about it.",
+            )
+            c["box"] = gr.MultimodalTextbox(
+                file_types=["image"], file_count="multiple", sources=["upload"],
+                placeholder="Ask about an image: drop, paste or pick one (several are fine)…",
+                show_label=False, elem_id="iris-input",
+            )
+            c["cost_line"] = gr.Markdown("", elem_id="iris-image-cost")
+            with gr.Row():
+                c["stop"] = gr.Button("Stop", variant="stop", elem_id="iris-stop", size="sm")
+                c["regenerate"] = gr.Button("Regenerate", elem_id="iris-regenerate", size="sm")
+            c["gauge"] = gr.HTML("", elem_id="iris-gauge")
+            c["notice"] = gr.Markdown("", elem_id="iris-stats")
+            with gr.Accordion("Settings", open=False, elem_id="iris-settings"):
+                c["preset"] = gr.Dropdown(choices=list(SYSTEM_PRESETS), value=None, label="System prompt preset")
+                c["system"] = gr.Textbox(label="System prompt", lines=2, value=st.system_prompt,
+                                         placeholder="Leave empty for the model's default", elem_id="iris-system")
+                with gr.Row():
+                    c["temperature"] = gr.Slider(0.0, 2.0, value=st.temperature, step=0.05, label="Temperature")
+                    c["top_p"] = gr.Slider(0.05, 1.0, value=st.top_p, step=0.05, label="Top p")
+                    c["max_tokens"] = gr.Slider(16, 4096, value=st.max_tokens, step=16, label="Max tokens")
+                with gr.Row():
+                    c["n_ctx"] = gr.Slider(0, 32768, value=st.n_ctx, step=512,
+                                           label="Context size (0 = the model's own, up to 4096; next Load)")
+                    c["n_gpu_layers"] = gr.Slider(-1, 200, value=st.n_gpu_layers, step=1,
+                                                  label="GPU layers (-1 = automatic; next Load)")
+
+        with gr.Tab("Models", id="models"):
+            choices, pick, why = catalog_choices(services)
+            if not real and names:
+                why += ("\n\nUntil you download one, the **demo model** is loaded on the Chat tab: a tiny "
+                        "model trained by Iris that knows only shapes and colours. Try it with a picture "
+                        "of a red circle.")
+            gr.Markdown(why, elem_id="iris-recommended")
+            with gr.Row(equal_height=True):
+                c["entry"] = gr.Dropdown(choices=choices, value=pick, label="Catalog", scale=4,
+                                         elem_id="iris-catalog")
+                first_quants = [q.name for q in next(s for s in services.catalog()[1] if s.id == pick).quants]
+                c["quant"] = gr.Dropdown(choices=first_quants, value=first_quants[0], label="Quantization",
+                                         scale=1)
+                c["download"] = gr.Button("Download", variant="primary", scale=1, elem_id="iris-download")
+                c["cancel"] = gr.Button("Cancel download", scale=1, elem_id="iris-cancel-download")
+            c["details"] = gr.Markdown(catalog_details(services, pick, first_quants[0]))
+            c["jobs"] = gr.HTML(downloads_html(services.downloads.jobs()), elem_id="iris-downloads")
+            gr.Markdown("### Installed")
+            c["installed"] = gr.Markdown(view.installed, elem_id="iris-installed")
+            with gr.Row(equal_height=True):
+                c["remove_name"] = gr.Dropdown(choices=real, value=None, label="Remove a model", scale=4,
+                                               elem_id="iris-remove-name")
+                c["remove"] = gr.Button("Remove", variant="stop", scale=1, elem_id="iris-remove")
+            with gr.Accordion("Add my own GGUF files", open=False):
+                gr.Markdown(f"Put an LM `.gguf` and its `mmproj` `.gguf` in a folder under "
+                            f"`{services.store.root}` (then **Rescan** on the Chat tab), or load two "
+                            "files by path. Iris checks that they fit together first.")
+                with gr.Row():
+                    c["lm_path"] = gr.Textbox(label="LM .gguf path", scale=3)
+                    c["mm_path"] = gr.Textbox(label="mmproj .gguf path", scale=3)
+                    c["load_files"] = gr.Button("Load these files", scale=1)
+                c["files_status"] = gr.Markdown("", elem_id="iris-files-status")
+    c["timer"] = gr.Timer(1.0)
+    return Parts(**c)
+
+
+def build_ui(services: Services) -> gr.Blocks:
+    """The whole app as a Blocks object; nothing is loaded until a person picks a model."""
+    assert services.history is not None, "the UI needs services built with history"
+    with gr.Blocks(title="Iris", analytics_enabled=False) as demo:
+        ui = layout(services)
+        wire(demo, services, ui)
+    return demo
+
+
+def wire(demo: gr.Blocks, services: Services, ui: Parts) -> None:
+    """Connect each event to its handler; outputs list every part the handler may change."""
+
+    def on(fn: Any, **fixed: Any) -> Any:
+        return bind(fn, services, ui, **fixed)
+
+    shown = [ui.chatbot, ui.index, ui.gauge, ui.title]  # what showing a conversation updates
+    page = [ui.conversations, ui.cid, *shown, ui.notice]  # ... and the sidebar, selection and notice with it
+    reply = [ui.chatbot, ui.index, ui.gauge, ui.title, ui.notice]
+    demo.load(on(h.open_app), None, [ui.conversations, ui.cid, *shown, ui.status])
+    ui.conversations.input(on(h.select_conv), ui.conversations, page)
+    ui.new_chat.click(on(h.new_chat), None, page)
+    ui.chatbot.clear(on(h.new_chat), None, page)  # the bin icon: a fresh chat
+    ui.search.change(on(h.search_convs), [ui.search, ui.cid], ui.conversations, show_progress="hidden")
+    ui.box.change(on(h.preview_cost), [ui.box, ui.cid], ui.cost_line, show_progress="hidden",
+                  trigger_mode="always_last")
+    ui.box.submit(on(h.add_user_turn), [ui.box, ui.cid, ui.system],
+                  [ui.cid, ui.chatbot, ui.index, ui.box, ui.conversations, ui.accepted]).then(
+        on(h.respond), [ui.cid, ui.accepted], reply)
+    ui.regenerate.click(on(h.regenerate), ui.cid, reply)
+    ui.chatbot.retry(on(h.regenerate), ui.cid, reply)
+    ui.chatbot.edit(on(h.edit_message), [ui.cid, ui.index], reply)
+    ui.stop.click(on(h.stop), None, None, queue=False)
+    ui.rename.click(on(h.rename), [ui.cid, ui.title, ui.search], ui.conversations)
+    ui.delete.click(on(h.delete), [ui.cid, ui.delete], page,
+                    js="(cid, b) => [cid, confirm('Delete this conversation and its images?')]")
+    ui.export_md.click(on(h.export, kind="md"), ui.cid, ui.export_file)
+    ui.export_json.click(on(h.export, kind="json"), ui.cid, ui.export_file)
+    ui.import_file.upload(on(h.import_conv), ui.import_file, [ui.conversations, ui.cid, *shown])
+
+    ui.load.click(on(h.load_model), ui.model, ui.status)
+    ui.load_files.click(on(h.load_files), [ui.lm_path, ui.mm_path], [ui.files_status, ui.status])
+    ui.rescan.click(on(h.rescan), None, [ui.model, ui.problems])
+    ui.preset.input(on(h.pick_preset), ui.preset, ui.system).then(on(h.save_system), [ui.cid, ui.system], None)
+    ui.system.blur(on(h.save_system), [ui.cid, ui.system], None)
+    for name in ("temperature", "top_p", "max_tokens", "n_ctx", "n_gpu_layers"):
+        slider = getattr(ui, name)
+        slider.release(on(h.save_setting, name=name), slider, None, show_progress="hidden")
+
+    ui.entry.change(on(h.pick_entry), ui.entry, [ui.quant, ui.details])
+    ui.quant.change(on(h.pick_quant), [ui.entry, ui.quant], ui.details)
+    ui.download.click(on(h.start_download), [ui.entry, ui.quant], ui.jobs, concurrency_limit=None)
+    ui.cancel.click(on(h.cancel_download), [ui.entry, ui.quant], ui.jobs, queue=False)
+    ui.timer.tick(on(h.poll), ui.finished, [ui.jobs, ui.model, ui.installed, ui.remove_name, ui.finished],
+                  concurrency_limit=None, show_progress="hidden")
+    ui.remove.click(on(h.remove_model), ui.remove_name, [ui.installed, ui.remove_name, ui.model],
+                    js="(n) => (n && confirm('Delete ' + n + ' from disk?')) ? n : null")

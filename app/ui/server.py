@@ -1,0 +1,56 @@
+"""Serving the app: Gradio's server on this machine only, behind app.webguard, never with a share link."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import gradio as gr
+
+from app.services import Services
+from app.ui.layout import build_ui
+
+
+def _asset(name: str) -> str:
+    """The page's stylesheet or start-up script, kept beside this module."""
+    return (Path(__file__).parent / name).read_text(encoding="utf-8")
+
+
+def launch(services: Services, host: str, port: int, open_browser: bool = True, block: bool = True,
+           on_ready: Callable[[], None] | None = None, key: str | None = None) -> gr.Blocks:
+    """Serve the app (until Ctrl+C or SIGTERM when block); never with a public share link.
+
+    Only requests for this host, from this origin (and with key, when given) reach the app: app.webguard.
+    """
+    from app import config
+    from app.webguard import HostGuard
+
+    assert services.history is not None
+    demo = build_ui(services)
+    demo.queue(default_concurrency_limit=1)
+    favicon = Path(__file__).resolve().parents[2] / "assets" / "iris.png"
+    demo.launch(server_name=host, server_port=port, inbrowser=False, share=False, quiet=True,
+                show_error=False, css=_asset("iris.css"), js=_asset("iris.js"), theme=gr.themes.Soft(), footer_links=[],
+                favicon_path=str(favicon) if favicon.exists() else None, max_file_size=config.max_upload_bytes(),
+                allowed_paths=[str(services.history.images_dir)], prevent_thread_lock=True)
+    # Outside everything Gradio built (its CORS layer included): the guard sees each request first.
+    app = demo.server_app
+    app.middleware_stack = HostGuard(app.middleware_stack or app.build_middleware_stack(),  # type: ignore[assignment]
+                                     host, port, key)
+    if open_browser:
+        import webbrowser
+
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        webbrowser.open(f"http://{shown}:{port}/" + (f"?key={key}" if key else ""))
+    if on_ready is not None:
+        on_ready()
+    if block:
+        try:
+            while demo.is_running:
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            demo.close()
+    return demo
