@@ -255,7 +255,7 @@ def test_cli_failure_is_one_plain_line(hub, tmp_path):
 
 
 def test_the_ui_manager_joins_a_running_job_and_cancels_it(hub, tmp_path):
-    from app.downloads import DownloadManager
+    from app.download_jobs import DownloadManager
 
     hub.state.rate = 2_000_000
     manager = DownloadManager(tmp_path / "models")
@@ -274,7 +274,7 @@ def test_the_ui_manager_joins_a_running_job_and_cancels_it(hub, tmp_path):
 
 
 def test_the_ui_shows_download_errors_in_place(tmp_path):
-    from app.downloads import DownloadManager
+    from app.download_jobs import DownloadManager
     from app.ui import downloads_html
 
     # HF_ENDPOINT points at a closed port.
