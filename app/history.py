@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import errno
+import functools
 import json
 import math
 import os
@@ -126,12 +127,20 @@ def _text(value: object, limit: int) -> str:
     """A string without NUL or other control characters (newlines and tabs kept), at most limit long."""
     if not isinstance(value, str):
         return ""
+    if value.isprintable():  # nearly always: skip the per-character pass (conversations open often)
+        return value[:limit]
     return "".join(c for c in value if c.isprintable() or c in "\n\t")[:limit]
 
 
+# NaN and Infinity, which json accepts, come back as None: every float read is finite.
+_decode = json.JSONDecoder(parse_constant=lambda _name: None).decode
+
+
 def _shas(raw: object) -> list[str]:
+    if raw == "[]":
+        return []
     try:
-        val = json.loads(raw) if isinstance(raw, str) else raw
+        val = _decode(raw) if isinstance(raw, str) else raw
     except (ValueError, RecursionError):
         return []
     return [s for s in val if isinstance(s, str) and len(s) == 64 and set(s) <= _HEX] if isinstance(val, list) else []
@@ -139,10 +148,22 @@ def _shas(raw: object) -> list[str]:
 
 def _stats(raw: object) -> dict | None:
     """Reply figures as the UI shows them: a flat dict of finite numbers, short strings and flags."""
+    if isinstance(raw, str):
+        clean = _stats_text(raw)
+        return dict(clean) if clean is not None else None  # a copy: the cached one stays as read
+    return _clean_stats(raw)
+
+
+@functools.lru_cache(maxsize=8192)
+def _stats_text(raw: str) -> dict | None:
+    # Cached: opening a conversation reads the same rows again and again, and each is cleaned the same way.
     try:
-        val = json.loads(raw) if isinstance(raw, str) else raw
+        return _clean_stats(_decode(raw))
     except (ValueError, RecursionError):
         return None
+
+
+def _clean_stats(val: object) -> dict | None:
     if not isinstance(val, dict):
         return None
     out: dict = {}
