@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
@@ -39,6 +40,7 @@ class GenParams:
     max_tokens: int = 512
     seed: int | None = None
     ignore_eos: bool = False  # benchmarks only: never end before max_tokens
+    stop: tuple[str, ...] = ()  # the caller's stop strings, besides the chat format's own
 
 
 @dataclass
@@ -78,11 +80,21 @@ class Reply:
     iteration ends); notice: what the user should be told about it (e.g. older turns were left out).
     """
 
-    def __init__(self, deltas: Iterator[str], stats: ReplyStats | None = None, notice: str = ""):
+    def __init__(self, deltas: Iterator[str], stats: ReplyStats | None = None, notice: str = "",
+                 cancel: threading.Event | None = None):
         self._deltas = deltas
         self.stats = stats if stats is not None else ReplyStats()
         self.notice = notice
         self.text = ""
+        self._cancel = cancel if cancel is not None else threading.Event()
+
+    def cancel(self) -> None:
+        """Ask this reply, and no other, to end soon (safe from any thread; it ends as 'stopped')."""
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
 
     def __iter__(self) -> Iterator[str]:
         for delta in self._deltas:

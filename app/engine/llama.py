@@ -114,6 +114,7 @@ class LlamaCppEngine:
         # threads, and an RLock may only be released by the thread that took it.
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._ending: _Either = _Either(self._stop)
         self._llama: Any = None
         self._handler: Any = None
         self._mctx: Any = None
@@ -339,14 +340,17 @@ class LlamaCppEngine:
             the engine stays usable.
         """
         stats = ReplyStats()
-        return Reply(self._stream(conv, params or GenParams(), session, stats), stats)
+        cancel = threading.Event()
+        return Reply(self._stream(conv, params or GenParams(), session, stats, cancel), stats, cancel=cancel)
 
     def _stream(self, conv: Conversation, params: GenParams, session: str | None,
-                stats: ReplyStats) -> Iterator[str]:
+                stats: ReplyStats, cancel: threading.Event) -> Iterator[str]:
         with self._lock:
             if self.model is None:
                 raise NoModelLoaded("No model is loaded. Pick a model first.")
             self._stop.clear()
+            # This reply ends on stop() (every reply) or on its own Reply.cancel() (this one only).
+            self._ending = _Either(self._stop, cancel)
             self._check_images(conv)
             stats.device_lm, stats.device_mmproj = self.model.device_lm, self.model.device_mmproj
             stats.context_size = self.model.n_ctx
@@ -455,7 +459,7 @@ class LlamaCppEngine:
             i = kv.keep_prefix(llama, new, self.reuse_kv)
             try:
                 while i < len(new):
-                    if self._stop.is_set():
+                    if self._ending.is_set():
                         return None
                     unit = new[i]
                     if isinstance(unit, ImageUnit):
@@ -523,8 +527,8 @@ class LlamaCppEngine:
         llama = self._llama
         base = self.kv.pos()
         try:
-            yield from sample(llama, prompt, params, stats, t_start, self._stop,
-                              [] if params.ignore_eos else self._stop_strings())
+            yield from sample(llama, prompt, params, stats, t_start, self._ending,
+                              [] if params.ignore_eos else self._stop_strings() + list(params.stop))
         finally:
             # What generation evaluated is in the cache too; record it so the next turn reuses it.
             self.kv.units.extend(llama.input_ids[base:llama.n_tokens].tolist())
@@ -539,6 +543,16 @@ class LlamaCppEngine:
         if fmt == "moondream":
             return ["<|endoftext|>", "\n\nQuestion:"]
         return []
+
+
+class _Either:
+    """Set when any of its events is set (the engine's stop, a reply's own cancel)."""
+
+    def __init__(self, *events: threading.Event):
+        self._events = events
+
+    def is_set(self) -> bool:
+        return any(e.is_set() for e in self._events)
 
 
 def _fold_system(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

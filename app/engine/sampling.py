@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import codecs
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -12,11 +11,11 @@ from app.chat import GenParams, ReplyStats
 
 
 def sample(llama: Any, prompt: list[int], params: GenParams, stats: ReplyStats, t_start: float,
-           stop: threading.Event, stops: list[str]) -> Iterator[str]:
+           stop: Any, stops: list[str]) -> Iterator[str]:
     """Generate after prompt (already evaluated), yielding text deltas; stats are final when it ends.
 
     Ends at an end-of-generation token, a stop string (not yielded), max_tokens, the context's end, or
-    when stop is set.
+    when stop (anything with is_set(), checked every token) is set.
     """
     # Our own loop over Llama.generate rather than create_completion: exact max_tokens,
     # one check of the stop flag per token, and an incremental UTF-8 decoder. (The stock

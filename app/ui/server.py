@@ -18,12 +18,15 @@ def _asset(name: str) -> str:
 
 
 def launch(services: Services, host: str, port: int, open_browser: bool = True, block: bool = True,
-           on_ready: Callable[[], None] | None = None, key: str | None = None) -> gr.Blocks:
-    """Serve the app (until Ctrl+C or SIGTERM when block); never with a public share link.
+           on_ready: Callable[[], None] | None = None, key: str | None = None,
+           fetch_image_urls: bool = False) -> gr.Blocks:
+    """Serve the app and its OpenAI-compatible API at /v1 (until Ctrl+C or SIGTERM when block); never
+    with a public share link.
 
-    Only requests for this host, from this origin (and with key, when given) reach the app: app.webguard.
+    Only requests for this host, from this origin (and with key, when given) reach either: app.webguard.
     """
     from app import config
+    from app.api import routes, services_api
     from app.webguard import HostGuard
 
     assert services.history is not None
@@ -34,8 +37,10 @@ def launch(services: Services, host: str, port: int, open_browser: bool = True, 
                 show_error=False, css=_asset("iris.css"), js=_asset("iris.js"), theme=gr.themes.Soft(), footer_links=[],
                 favicon_path=str(favicon) if favicon.exists() else None, max_file_size=config.max_upload_bytes(),
                 allowed_paths=[str(services.history.images_dir)], prevent_thread_lock=True)
-    # Outside everything Gradio built (its CORS layer included): the guard sees each request first.
     app = demo.server_app
+    # /v1 first: Gradio's own routes never see API paths.
+    app.router.routes[0:0] = routes(services_api(services, fetch_urls=fetch_image_urls))
+    # Outside everything Gradio built (its CORS layer included): the guard sees each request first.
     app.middleware_stack = HostGuard(app.middleware_stack or app.build_middleware_stack(),  # type: ignore[assignment]
                                      host, port, key)
     if open_browser:
