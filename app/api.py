@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -70,7 +70,7 @@ def _sse(obj: object) -> str:
     return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
 
 
-async def _pump(reply: Reply) -> AsyncIterator[tuple[str, Any]]:
+async def _pump(reply: Reply) -> AsyncGenerator[tuple[str, Any], None]:
     """Run reply on its own thread; yield ('delta', text), then ('done', None) or ('error', exc)."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
