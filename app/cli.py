@@ -30,13 +30,22 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--key", default=None,
                    help="access key the browser must present (default: none on 127.0.0.1; a new random one, "
                         "printed once, when --host is another address; IRIS_KEY sets it too)")
+    s.add_argument("--engine", metavar="URL", default=None,
+                   help="also offer the models of this OpenAI-compatible server (vLLM, llama-server, Ollama, ...)")
+    s.add_argument("--api-key", default=None, help="the --engine server's API key, if it needs one")
+    s.add_argument("--allow-image-urls", action="store_true",
+                   help="let /v1/chat/completions fetch http(s) image URLs (default: refused; nothing leaves "
+                        "this machine)")
     s.add_argument("--models-dir", type=Path, default=argparse.SUPPRESS)
 
     a = sub.add_parser("ask", help="ask one question and stream the answer")
     a.add_argument("question")
     a.add_argument("--lm", type=Path)
     a.add_argument("--mmproj", type=Path)
-    a.add_argument("--model", help="name of an installed model (see 'iris models')")
+    a.add_argument("--model", help="name of an installed model (see 'iris models'), or of the --engine server's")
+    a.add_argument("--engine", metavar="URL", default=None,
+                   help="ask an OpenAI-compatible server (vLLM, llama-server, Ollama, another Iris) instead")
+    a.add_argument("--api-key", default=None, help="the --engine server's API key, if it needs one")
     a.add_argument("--image", type=Path, action="append", default=[])
     a.add_argument("--system", default="")
     a.add_argument("--stats", action="store_true", help="print the reply's stats to stderr")
@@ -213,7 +222,16 @@ def cmd_ask(args: argparse.Namespace) -> int:
     services = build_services(args.models_dir)
     services.load_options = {"n_ctx": args.n_ctx, "n_gpu_layers": args.gpu_layers}
     try:
-        if args.lm:
+        if args.engine:
+            names = services.add_server(args.engine, args.api_key or "", save=False)
+            if not names:
+                raise AppError(f"The server at {args.engine} offers no models.")
+            wanted = [n for n in names if n.split(" @ ")[0] == args.model] if args.model else names[:1]
+            if not wanted:
+                raise AppError(f"The server has no model {args.model}; it offers "
+                               f"{', '.join(n.split(' @ ')[0] for n in names)}.")
+            services.load(wanted[0])
+        elif args.lm:
             services.load_files(args.lm, args.mmproj, args.chat_format)
         else:
             name = args.model
@@ -290,9 +308,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             _say(f"Iris is running at {shown}")
 
         services = build_services(getattr(args, "models_dir", None), with_history=True)
+        if args.engine:
+            services.add_server(args.engine, args.api_key or "")
         try:
             launch(services, host=host, port=port, open_browser=not args.no_browser, key=key,
-                   on_ready=lambda: ready(open_url, url))
+                   on_ready=lambda: ready(open_url, url), fetch_image_urls=args.allow_image_urls)
         finally:
             services.close()
             if services.history is not None:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+REMOTE_SEP = " @ "  # "model @ http://server:port": a model on an added server
 NO_MODEL = "No model is loaded. Pick one above and press Load, or download one on the Models tab."
 IMAGE_MEMORY = 64 * 2**20  # bytes of recently asked-about images kept for the engine
 
@@ -87,12 +88,23 @@ class Services:
     _costs_model: object = field(default=None, repr=False)
     _images: dict[str, PreparedImage] = field(default_factory=dict, repr=False)  # recent images, oldest first
     _attached: dict[tuple[str, int, int], PreparedImage] = field(default_factory=dict, repr=False)
+    # OpenAI-compatible servers by their root URL; engine is one of them while one of their models is picked.
+    remotes: dict[str, Any] = field(default_factory=dict)
+    local: Any = None  # the engine for installed models (LlamaCppEngine, the worker, or a fake)
+
+    def __post_init__(self) -> None:
+        if self.local is None:
+            self.local = self.engine
 
     # -- models ----------------------------------------------------------------------------------------
 
     def load(self, name: str) -> ModelPair:
-        """Load the installed pair called name (a no-op when it is already resident)."""
+        """Load the installed pair called name, or pick a server's model ('model @ url'); a no-op when current."""
+        model, sep, root = name.rpartition(REMOTE_SEP)
+        if sep and root in self.remotes:
+            return self._pick_remote(model, root)
         pair = self.store.find(name)
+        self.engine = self.local
         if self.loaded == pair:
             return pair
         options = dict(self.load_options)
@@ -106,6 +118,42 @@ class Services:
             self.update_settings(last_model=pair.name)
         return pair
 
+    def _pick_remote(self, model: str, root: str) -> ModelPair:
+        engine = self.remotes[root]
+        engine.select(model)
+        self.engine = engine
+        self.loaded = ModelPair(name=f"{model}{REMOTE_SEP}{root}", lm=Path(), mmproj=Path(), size=0,
+                                label=f"on {root}")
+        return self.loaded
+
+    def add_server(self, url: str, api_key: str = "", *, save: bool = True) -> list[str]:
+        """Connect to an OpenAI-compatible server (Iris, llama-server, vLLM, Ollama, LM Studio); its model names."""
+        from app.remote import RemoteEngine
+
+        url = url.strip()
+        if not url.startswith(("http://", "https://")):
+            raise AppError("Give the server's address with http:// or https://, e.g. http://gpu-box:8000/v1.")
+        engine = RemoteEngine(url, api_key or None)
+        names = [f"{m.name}{REMOTE_SEP}{engine.root}" for m in engine.models()]  # says plainly why it cannot
+        old = self.remotes.get(engine.root)
+        if old is not None and old is not self.engine:
+            old.close()
+        self.remotes[engine.root] = engine
+        if save and self.history is not None:
+            kept = tuple(s for s in self.settings.servers if s[0] != engine.root) + ((engine.root, api_key),)
+            self.update_settings(servers=kept)
+        return names
+
+    def remote_models(self) -> list[str]:
+        """Every model the added servers offer, as 'model @ url' (a server that does not answer is left out)."""
+        names = []
+        for root, engine in self.remotes.items():
+            try:
+                names += [f"{m.name}{REMOTE_SEP}{root}" for m in engine.models()]
+            except AppError as exc:
+                logger.warning("server %s: %s", root, exc)
+        return names
+
     def load_files(self, lm: Path, mmproj: Path, chat_format: str | None = None) -> ModelPair:
         """Load a pair given as two paths (.gguf files only: the endpoint is not a way to probe the disk)."""
         for p in (lm, mmproj):
@@ -113,6 +161,7 @@ class Services:
                 # One answer for "missing", "a folder" and "not a model": nothing about other files leaks.
                 raise AppError(f"{printable(p.name, 60)} is not a .gguf file Iris can read. Give the full path of "
                                "the LM .gguf and of its mmproj .gguf.")
+        self.engine = self.local
         self.engine.load(lm, mmproj, chat_format=chat_format, **self.load_options)
         self.loaded = ModelPair(name=lm.stem, lm=lm, mmproj=mmproj,
                                 size=lm.stat().st_size + mmproj.stat().st_size)
@@ -138,6 +187,8 @@ class Services:
             if img.sha256 not in self._costs:
                 self._costs[img.sha256] = int(self.engine.image_cost(img))
             per_image.append(self._costs[img.sha256])
+        if not any(per_image):
+            return None  # a server that does not say what images cost
         usage = self.usage(cid) if cid and self.history is not None else None
         return AttachmentCost(per_image, usage.used if usage else 0, int(getattr(model, "n_ctx", 0)),
                               int(getattr(model, "max_images", 0)))
@@ -157,8 +208,11 @@ class Services:
         return self.store.remove(name)
 
     def close(self) -> None:
-        """Free the model (llama-cpp-python complains at exit otherwise)."""
-        self.engine.unload()
+        """Free the model (llama-cpp-python complains at exit otherwise) and close server connections."""
+        self.local.unload()
+        for engine in self.remotes.values():
+            engine.close()
+        self.engine = self.local
         self.loaded = None
 
     # -- settings --------------------------------------------------------------------------------------
@@ -339,4 +393,9 @@ def build_services(models_dir: Path | None = None, engine: Engine | None = None,
         services.settings = load_settings()
         services.params = services.settings.params()
         services.load_options = services.settings.load_options()
+        from app.remote import RemoteEngine
+
+        for url, api_key in services.settings.servers:  # asked for their models when the page lists them
+            engine = RemoteEngine(url, api_key or None)
+            services.remotes[engine.root] = engine
     return services

@@ -34,6 +34,7 @@ class Settings:
     n_ctx: int = 0  # 0: the model's training context, at most 4096
     n_gpu_layers: int = -1  # -1: automatic
     last_model: str | None = None
+    servers: tuple[tuple[str, str], ...] = ()  # OpenAI-compatible servers added by the user: (url, API key)
 
     def params(self) -> GenParams:
         return GenParams(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens)
@@ -48,6 +49,8 @@ class Settings:
             max_tokens=min(max(int(self.max_tokens), 16), 8192),
             n_ctx=0 if int(self.n_ctx) <= 0 else min(max(int(self.n_ctx), 512), 131072),
             n_gpu_layers=max(int(self.n_gpu_layers), -1),
+            servers=tuple((str(s[0]), str(s[1] or "")) for s in self.servers
+                          if isinstance(s, (list, tuple)) and len(s) == 2 and isinstance(s[0], str))[:16],
         )
 
 

@@ -307,6 +307,20 @@ def rescan(s: Services, ui: Parts) -> Update:
     return {ui.model: gr.update(choices=view.choices, value=current_model(s, view.choices)), ui.problems: view.note}
 
 
+def add_server(s: Services, ui: Parts, url: str, key: str) -> Update:
+    """An OpenAI-compatible server added: its models join the Chat tab's list."""
+    try:
+        names = s.add_server(url, key)
+    except AppError as exc:
+        gr.Warning(toast(exc))
+        return {ui.server_status: f"⚠️ {plain(exc)}"}
+    view = model_view(s)
+    listed = ", ".join(plain(n.split(" @ ")[0]) for n in names) or "none"
+    return {ui.server_status: f"Added {plain(url.strip())}: {len(names)} model{'s' if len(names) != 1 else ''} "
+                              f"({listed}). Pick one on the Chat tab.",
+            ui.model: gr.update(choices=view.choices, value=current_model(s, view.choices))}
+
+
 def save_setting(s: Services, ui: Parts, value: Any, *, name: str) -> None:
     """One setting saved (sampling applies to the next reply, context and GPU layers to the next load)."""
     s.update_settings(**{name: value})

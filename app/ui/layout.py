@@ -72,6 +72,10 @@ class Parts:
     mm_path: Any
     load_files: Any
     files_status: Any
+    server_url: Any
+    server_key: Any
+    add_server: Any
+    server_status: Any
     timer: Any
 
 
@@ -171,6 +175,17 @@ def layout(services: Services) -> Parts:
                     c["mm_path"] = gr.Textbox(label="mmproj .gguf path", scale=3)
                     c["load_files"] = gr.Button("Load these files", scale=1)
                 c["files_status"] = gr.Markdown("", elem_id="iris-files-status")
+            with gr.Accordion("Use a model on a server (OpenAI API: vLLM, llama-server, Ollama, LM Studio, Iris)",
+                              open=False, elem_id="iris-servers"):
+                gr.Markdown("A server's models join the list on the Chat tab; images, history and stats work as "
+                            "with models on this computer. Keys are kept in Iris's settings file.")
+                with gr.Row():
+                    c["server_url"] = gr.Textbox(label="Server address", placeholder="http://gpu-box:8000/v1",
+                                                 scale=3, elem_id="iris-server-url")
+                    c["server_key"] = gr.Textbox(label="API key (if it needs one)", type="password", scale=2,
+                                                 elem_id="iris-server-key")
+                    c["add_server"] = gr.Button("Add server", scale=1, elem_id="iris-add-server")
+                c["server_status"] = gr.Markdown("", elem_id="iris-server-status")
     c["timer"] = gr.Timer(1.0)
     return Parts(**c)
 
@@ -217,6 +232,7 @@ def wire(demo: gr.Blocks, services: Services, ui: Parts) -> None:
     ui.load.click(on(h.load_model), ui.model, ui.status)
     ui.load_files.click(on(h.load_files), [ui.lm_path, ui.mm_path], [ui.files_status, ui.status])
     ui.rescan.click(on(h.rescan), None, [ui.model, ui.problems])
+    ui.add_server.click(on(h.add_server), [ui.server_url, ui.server_key], [ui.server_status, ui.model])
     ui.preset.input(on(h.pick_preset), ui.preset, ui.system).then(on(h.save_system), [ui.cid, ui.system], None)
     ui.system.blur(on(h.save_system), [ui.cid, ui.system], None)
     for name in ("temperature", "top_p", "max_tokens", "n_ctx", "n_gpu_layers"):

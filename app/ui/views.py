@@ -144,7 +144,8 @@ class ModelView:
 def model_view(services: Services) -> ModelView:
     """Scan the models folder once and describe it for every place that lists models."""
     pairs, problems = services.store.scan()
-    choices = [(f"{p.name} ({p.label})", p.name) if p.is_demo else p.name for p in pairs]
+    choices: list[Any] = [(f"{p.name} ({p.label})", p.name) if p.is_demo else p.name for p in pairs]
+    choices += [(name.replace(" @ ", " — on "), name) for name in services.remote_models()]
     note = "\n".join(f"- **{plain(pr.path.name)}**: {plain(pr.reason)}" for pr in problems)
     real = [p for p in pairs if not p.is_demo]
     return ModelView(choices, [p.name for p in real],
@@ -233,6 +234,9 @@ def model_status(services: Services, name: str | None) -> str:
     model = getattr(services.engine, "model", None)
     if model is None:
         return f"Loaded **{plain(name)}**."
+    if getattr(model, "backend", "") == "remote":
+        return (f"Using **{plain(model.name)}** on the server {plain(model.server)} (OpenAI API): the server's "
+                "own context, image limits and hardware; first-token time and speed are measured here.")
     return (f"Loaded **{plain(name)}** ({human_size(services.loaded.size) if services.loaded else ''}) · "
             f"format `{model.chat_format}` · LM on {model.device_lm} · mmproj on {model.device_mmproj} "
             f"(llama.cpp {getattr(model, 'backend', 'cpu').upper()} build"
