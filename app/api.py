@@ -40,16 +40,21 @@ MAX_BODY = 64 * 2**20
 class ChatApi:
     """What the routes need: an engine, the model list, which model a request means, the default settings."""
 
-    def __init__(self, engine: Any, *, models: Callable[[], list[dict]], resolve: Callable[[str], str],
-                 defaults: Callable[[], GenParams], fetch_urls: bool = False,
+    def __init__(self, engine: Callable[[], Any], *, models: Callable[[], list[dict]],
+                 resolve: Callable[[str], str], defaults: Callable[[], GenParams], fetch_urls: bool = False,
                  fit: Callable[[Conversation, GenParams], tuple[Conversation, str]] | None = None):
-        self.engine = engine
+        self._engine = engine
         self.models = models
         self.resolve = resolve
         self.defaults = defaults
         self.fetch_urls = fetch_urls
         self.fit = fit
         self.memo = ImageMemo()
+
+    @property
+    def engine(self) -> Any:
+        """The engine answering now (the app's changes when a server's model is picked)."""
+        return self._engine()
 
 
 def _error(exc: ApiError) -> JSONResponse:
@@ -187,10 +192,8 @@ def _failure(exc: BaseException) -> JSONResponse:
 
 def _control_routes(api: ChatApi) -> list[BaseRoute]:
     """The worker's own routes: load and unload a pair, count a prompt, cost an image, stop, status."""
-    engine = api.engine
-
     def model_info() -> dict | None:
-        m = engine.model
+        m = api.engine.model
         if m is None:
             return None
         info = {k: (str(v) if k.endswith("_path") else v) for k, v in asdict(m).items()}
@@ -206,13 +209,13 @@ def _control_routes(api: ChatApi) -> list[BaseRoute]:
     async def load(request: Request) -> Response:
         body = await request.json()
         try:
-            await asyncio.to_thread(engine.load, body["lm"], body["mmproj"], **body.get("options", {}))
+            await asyncio.to_thread(api.engine.load, body["lm"], body["mmproj"], **body.get("options", {}))
         except errors.AppError as exc:
             return refused(exc)
         return JSONResponse({"model": model_info()})
 
     async def unload(request: Request) -> Response:
-        await asyncio.to_thread(engine.unload)
+        await asyncio.to_thread(api.engine.unload)
         return JSONResponse({"model": None})
 
     async def count(request: Request) -> Response:
@@ -220,7 +223,7 @@ def _control_routes(api: ChatApi) -> list[BaseRoute]:
             body = await _json(request)
             req = await asyncio.to_thread(parse_chat_request, {"messages": body["messages"]}, api.defaults(),
                                           api.memo, max_image_bytes=config.max_upload_bytes())
-            n = await asyncio.to_thread(engine.count_tokens, req.conv)
+            n = await asyncio.to_thread(api.engine.count_tokens, req.conv)
         except ApiError as exc:
             return _error(exc)
         except errors.AppError as exc:
@@ -233,7 +236,7 @@ def _control_routes(api: ChatApi) -> list[BaseRoute]:
             msg = {"role": "user", "content": [{"type": "image_url", "image_url": {"url": body["url"]}}]}
             req = await asyncio.to_thread(parse_chat_request, {"messages": [msg]}, api.defaults(), api.memo,
                                           max_image_bytes=config.max_upload_bytes())
-            n = await asyncio.to_thread(engine.image_cost, req.conv.turns[0].images[0])
+            n = await asyncio.to_thread(api.engine.image_cost, req.conv.turns[0].images[0])
         except ApiError as exc:
             return _error(exc)
         except errors.AppError as exc:
@@ -241,7 +244,7 @@ def _control_routes(api: ChatApi) -> list[BaseRoute]:
         return JSONResponse({"tokens": n})
 
     async def stop(request: Request) -> Response:
-        engine.stop()
+        api.engine.stop()
         return JSONResponse({})
 
     return [Route("/iris/status", status, methods=["GET"]), Route("/iris/load", load, methods=["POST"]),
@@ -277,5 +280,5 @@ def services_api(services: Any, fetch_urls: bool = False) -> ChatApi:
         services.load(name)  # as Ollama and LM Studio do: the named model is loaded for the request
         return name
 
-    return ChatApi(services.engine, models=models, resolve=resolve, defaults=lambda: services.params,
+    return ChatApi(lambda: services.engine, models=models, resolve=resolve, defaults=lambda: services.params,
                    fetch_urls=fetch_urls)

@@ -36,6 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--allow-image-urls", action="store_true",
                    help="let /v1/chat/completions fetch http(s) image URLs (default: refused; nothing leaves "
                         "this machine)")
+    s.add_argument("--in-process", action="store_true",
+                   help="run the model inside the app's process (default: a separate process that may crash "
+                        "without taking Iris down)")
     s.add_argument("--models-dir", type=Path, default=argparse.SUPPRESS)
 
     a = sub.add_parser("ask", help="ask one question and stream the answer")
@@ -307,7 +310,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             instance.publish(published)
             _say(f"Iris is running at {shown}")
 
-        services = build_services(getattr(args, "models_dir", None), with_history=True)
+        services = build_services(getattr(args, "models_dir", None), with_history=True,
+                                  worker=not args.in_process)
         if args.engine:
             services.add_server(args.engine, args.api_key or "")
         try:

@@ -57,19 +57,30 @@ class RemoteEngine:
     """The Engine protocol over HTTP to an OpenAI-compatible server at url (…/v1 or the bare host)."""
 
     def __init__(self, url: str, api_key: str | None = None, *, timeout: float = 600.0):
-        base = url.rstrip("/")
-        self.root = base[:-3] if base.endswith("/v1") else base
-        self.api_key = api_key
         self.timeout = timeout
-        host = httpx2.URL(self.root).host
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        # A proxy set for the internet must not carry requests meant for this machine.
-        self._http = httpx2.Client(base_url=self.root, headers=headers, trust_env=not is_loopback(host),
-                                   timeout=httpx2.Timeout(timeout, connect=10.0))
         self.model: Any = None
         self.is_iris = False
         self._active: set[Reply] = set()
         self._lock = threading.Lock()
+        self._http: Any = None
+        # A server elsewhere: first token and speed as measured here, the device named as that server.
+        # Iris's own model process reports its own exact figures instead.
+        self.measure_here = True
+        self._connect(url, api_key)
+
+    def _connect(self, url: str, api_key: str | None) -> None:
+        """Talk to url from now on (with api_key as a Bearer token)."""
+        base = url.rstrip("/")
+        self.root = base[:-3] if base.endswith("/v1") else base
+        self.api_key = api_key
+        host = httpx2.URL(self.root).host
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        old = self._http
+        # A proxy set for the internet must not carry requests meant for this machine.
+        self._http = httpx2.Client(base_url=self.root, headers=headers, trust_env=not is_loopback(host),
+                                   timeout=httpx2.Timeout(self.timeout, connect=10.0))
+        if old is not None:
+            old.close()
 
     # -- requests ----------------------------------------------------------------------------------------
 
@@ -240,14 +251,15 @@ class RemoteEngine:
                 self._active.discard(reply)
         if not stats.completion_tokens:
             stats.completion_tokens = n
-        # First token and speed as this user sees them: measured here, the network included.
-        stats.ttft_s = (t_first - t0) if t_first is not None else time.perf_counter() - t0
-        if n > 1 and t_first is not None and t_last is not None and t_last > t_first:
-            stats.decode_tok_s = (n - 1) / (t_last - t_first)
-        where = f"server {self._where()}"
-        if stats.device_lm and not stats.device_lm.startswith("server"):
-            where += f" ({stats.device_lm})"
-        stats.device_lm = where
+        if self.measure_here:
+            # First token and speed as this user sees them: measured here, the network included.
+            stats.ttft_s = (t_first - t0) if t_first is not None else time.perf_counter() - t0
+            if n > 1 and t_first is not None and t_last is not None and t_last > t_first:
+                stats.decode_tok_s = (n - 1) / (t_last - t_first)
+            where = f"server {self._where()}"
+            if stats.device_lm and not stats.device_lm.startswith("server"):
+                where += f" ({stats.device_lm})"
+            stats.device_lm = where
         if finish == "stopped" or not stats.finish_reason:
             stats.finish_reason = finish
 

@@ -91,6 +91,7 @@ class Services:
     # OpenAI-compatible servers by their root URL; engine is one of them while one of their models is picked.
     remotes: dict[str, Any] = field(default_factory=dict)
     local: Any = None  # the engine for installed models (LlamaCppEngine, the worker, or a fake)
+    _running: set[Reply] = field(default_factory=set, repr=False)  # replies streaming for the UI
 
     def __post_init__(self) -> None:
         if self.local is None:
@@ -209,7 +210,7 @@ class Services:
 
     def close(self) -> None:
         """Free the model (llama-cpp-python complains at exit otherwise) and close server connections."""
-        self.local.unload()
+        getattr(self.local, "close", self.local.unload)()  # the model process, if any, stops too
         for engine in self.remotes.values():
             engine.close()
         self.engine = self.local
@@ -326,18 +327,27 @@ class Services:
                           f"oldest {dropped} message{'s' if dropped != 1 else ''} were left out of this "
                           "reply. They are still saved here.")
         inner = self.engine.stream_reply(conv, self.params, session=cid)
-        return Reply(self._saving(cid, inner), inner.stats, notice)
+        outer = Reply(self._saving(cid, inner, notice), inner.stats, notice)
+        outer.cancel = inner.cancel  # type: ignore[method-assign]  # cancelling the outer ends the engine's
+        return outer
 
-    def _saving(self, cid: str, inner: Reply) -> Iterator[str]:
+    def stop(self) -> None:
+        """End the replies asked for through these services (the UI's), not those of API clients."""
+        for reply in list(self._running):
+            reply.cancel()
+
+    def _saving(self, cid: str, inner: Reply, notice: str = "") -> Iterator[str]:
         from app.history import StoredMessage
 
         failed = False
+        self._running.add(inner)
         try:
             yield from inner
         except AppError:
             failed = True
             raise
         finally:
+            self._running.discard(inner)
             # Saved even when stopped or when the browser went away: only the unfinished tokens are lost.
             if not failed or inner.text:
                 stats = {k: v for k, v in asdict(inner.stats).items() if k != "token_ids"}
@@ -374,8 +384,13 @@ class Services:
 
 
 def build_services(models_dir: Path | None = None, engine: Engine | None = None,
-                   with_history: bool = False) -> Services:
-    """Services backed by the real llama.cpp engine unless one is given."""
+                   with_history: bool = False, worker: bool = False) -> Services:
+    """Services backed by the real llama.cpp engine unless one is given: in a child process when worker."""
+    if engine is None and worker:
+        from app.worker import WorkerEngine
+
+        engine = WorkerEngine(start=False)
+        engine.start_soon()
     if engine is None:
         from app.engine import LlamaCppEngine
 

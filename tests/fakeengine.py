@@ -44,9 +44,10 @@ class FakeEngine:
     def stream_reply(self, conv: Conversation, params: GenParams | None = None,
                      session: str | None = None) -> Reply:
         stats = ReplyStats()
-        return Reply(self._words(conv, stats), stats)
+        cancel = threading.Event()
+        return Reply(self._words(conv, stats, cancel), stats, cancel=cancel)
 
-    def _words(self, conv: Conversation, stats: ReplyStats) -> Iterator[str]:
+    def _words(self, conv: Conversation, stats: ReplyStats, cancel: threading.Event) -> Iterator[str]:
         self._stop.clear()
         self.asked.append(conv)
         text = self.replies[(len(self.asked) - 1) % len(self.replies)]
@@ -54,7 +55,7 @@ class FakeEngine:
                               prompt_tokens=self.count_tokens(conv), decode_tok_s=100.0,
                               images_encoded=sum(len(t.images) for t in conv.turns), finish_reason="stop")
         for i, word in enumerate(text.split(" ")):
-            if self._stop.is_set():
+            if self._stop.is_set() or cancel.is_set():
                 stats.finish_reason = "stopped"
                 return
             time.sleep(self.delay)

@@ -268,8 +268,8 @@ def edit_message(s: Services, ui: Parts, cid: str | None, index: list[int], data
 
 
 def stop(s: Services, ui: Parts) -> None:
-    """The reply in progress asked to end."""
-    s.engine.stop()
+    """The reply in progress asked to end (the page's; API clients' replies go on)."""
+    s.stop()
 
 
 # -- models and settings ----------------------------------------------------------------------------------

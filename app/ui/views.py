@@ -22,8 +22,8 @@ def stats_line(stats: dict | None) -> str:
              f"{stats.get('decode_tok_s', 0):.1f} tok/s"]
     if stats.get("images_encoded"):
         parts.append(f"image encode {stats.get('image_encode_s', 0):.2f} s")
-    if stats.get("finish_reason") == "stopped":
-        parts.append("stopped")
+    if stats.get("finish_reason") in ("stopped", "interrupted"):
+        parts.append(str(stats["finish_reason"]))
     return " · ".join(parts)
 
 
