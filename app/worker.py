@@ -68,6 +68,7 @@ class WorkerEngine(RemoteEngine):
         self._ready = threading.Event()
         self._starting = threading.Lock()
         self.restarts = 0
+        self._closed = False
         self.restart_s: float | None = None  # how long the last restart took, to the model loaded again
         super().__init__("http://127.0.0.1:1", None)
         self.is_iris = True
@@ -92,6 +93,8 @@ class WorkerEngine(RemoteEngine):
     # -- the process -------------------------------------------------------------------------------------
 
     def _start(self) -> None:
+        if self._closed:
+            raise EngineCrashed("Iris is shutting down.")
         key = secrets.token_urlsafe(18)
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         root = str(Path(__file__).resolve().parent.parent)
@@ -277,8 +280,10 @@ class WorkerEngine(RemoteEngine):
                 logger.debug("unload: the model process did not answer")
 
     def close(self) -> None:
-        """Stop the process."""
+        """Stop the process (and start no other)."""
         self.unload()
+        with self._starting:  # a restart in progress finishes first, then nothing starts again
+            self._closed = True
         if self._proc is not None:
             self._proc.terminate()
             try:
@@ -302,6 +307,8 @@ def serve(key: str) -> None:
     from app.engine import LlamaCppEngine
     from app.webguard import HostGuard
 
+    # The token loop and the HTTP loop share the GIL: switch often, so a token goes out as soon as it exists.
+    sys.setswitchinterval(0.0005)
     engine: Any = LlamaCppEngine()
     crash_on = os.environ.get("IRIS_TEST_CRASH_LOADING")  # fault injection for the tests: no other use
     if crash_on:
@@ -326,10 +333,20 @@ def serve(key: str) -> None:
 
     api = ChatApi(lambda: engine, models=models, resolve=resolve, defaults=GenParams)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # Each token is its own small write: Nagle's algorithm would hold one back for the client's ACK (40 ms).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     app: Any = HostGuard(Starlette(routes=routes(api, worker=True)), "127.0.0.1", port, key)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
+    parent = os.getppid()
+
+    def orphaned() -> None:  # Iris was killed without closing us: go too, rather than hold the model's memory
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=orphaned, name="iris-worker-parent", daemon=True).start()
     print(f"{READY} {port}", flush=True)
     server.run(sockets=[sock])
 

@@ -52,6 +52,9 @@ def sample(llama: Any, prompt: list[int], params: GenParams, stats: ReplyStats, 
             if t_first is None:
                 t_first = now
                 stats.ttft_s = now - t_start
+                # An empty delta at the first token: its text may be held back (a possible stop string, a
+                # split UTF-8 sequence), but a stream (the API's) can start now, so its TTFT is the engine's.
+                yield ""
             if stop.is_set():
                 finish = "stopped"
                 break
