@@ -244,24 +244,32 @@ class RemoteEngine:
                         if notice:
                             reply.notice = notice
         except httpx2.HTTPError as exc:
+            self._measured(stats, t0, t_first, t_last, n, final=False)
             stats.finish_reason = "interrupted"
             raise self._unreachable(exc) from None
         finally:
             with self._lock:
                 self._active.discard(reply)
+        self._measured(stats, t0, t_first, t_last, n, final=True)
+        if finish == "stopped" or not stats.finish_reason:
+            stats.finish_reason = finish
+
+    def _measured(self, stats: ReplyStats, t0: float, t_first: float | None, t_last: float | None, n: int,
+                  final: bool) -> None:
+        """Fill in what the client measured: always for a server elsewhere, else when the server's own
+        figures never came (the stream broke)."""
         if not stats.completion_tokens:
             stats.completion_tokens = n
-        if self.measure_here:
+        if self.measure_here or not final:
             # First token and speed as this user sees them: measured here, the network included.
             stats.ttft_s = (t_first - t0) if t_first is not None else time.perf_counter() - t0
             if n > 1 and t_first is not None and t_last is not None and t_last > t_first:
                 stats.decode_tok_s = (n - 1) / (t_last - t_first)
+        if self.measure_here:
             where = f"server {self._where()}"
             if stats.device_lm and not stats.device_lm.startswith("server"):
                 where += f" ({stats.device_lm})"
             stats.device_lm = where
-        if finish == "stopped" or not stats.finish_reason:
-            stats.finish_reason = finish
 
     def count_tokens(self, conv: Conversation) -> int:
         """Context cells the prompt takes (only an Iris worker can say; other servers fit their own)."""

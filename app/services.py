@@ -113,11 +113,21 @@ class Services:
         if spec is not None:
             # The catalog knows what the model was trained to take per message; the chat format's default does not.
             options.setdefault("max_images", spec.images_per_message)
-        self.engine.load(pair.lm, pair.mmproj, chat_format=pair.chat_format, **options)
+        try:
+            self.engine.load(pair.lm, pair.mmproj, chat_format=pair.chat_format, **options)
+        except AppError:
+            if self.engine.model is None:  # the previous model went too (a crashed or cancelled load)
+                self.loaded = None
+            raise
         self.loaded = pair
         if self.history is not None:
             self.update_settings(last_model=pair.name)
         return pair
+
+    def cancel_load(self) -> bool:
+        """Stop a load in progress, where the engine can (the model process); False if nothing was stopped."""
+        cancel = getattr(self.local, "cancel_load", None)
+        return bool(cancel()) if cancel is not None else False
 
     def _pick_remote(self, model: str, root: str) -> ModelPair:
         engine = self.remotes[root]

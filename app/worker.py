@@ -69,6 +69,8 @@ class WorkerEngine(RemoteEngine):
         self._starting = threading.Lock()
         self.restarts = 0
         self._closed = False
+        self._loading = False
+        self._cancelled = False
         self.restart_s: float | None = None  # how long the last restart took, to the model loaded again
         super().__init__("http://127.0.0.1:1", None)
         self.is_iris = True
@@ -193,13 +195,27 @@ class WorkerEngine(RemoteEngine):
         self._last_load = (key[0], key[1], dict(kwargs))
         return self._load_now(key[0], key[1], dict(kwargs))
 
+    def cancel_load(self) -> bool:
+        """Stop a load in progress (the process is ended and started again, empty); False if none was."""
+        if not self._loading or self._proc is None:
+            return False
+        self._cancelled = True
+        self._proc.kill()
+        return True
+
     def _load_now(self, lm: str, mm: str, opts: dict) -> object:
+        self._loading, self._cancelled = True, False
         try:
             r = self._http.post("/iris/load", json={"lm": lm, "mmproj": mm, "options": opts}, timeout=None)
         except Exception as exc:  # noqa: BLE001 - httpx2 errors: the process may have died loading
             code = self._died()
             if code is False:
                 raise self._unreachable(exc) from None
+            if self._cancelled:
+                self._last_load, self.model = None, None
+                self._ready.clear()
+                threading.Thread(target=self._recover, daemon=True).start()
+                raise errors.ModelLoadFailed(f"Loading {Path(lm).name} was cancelled; no model is loaded.") from None
             self._load_crashes += 1
             self._last_load = None  # the restarted process comes up empty: no reload of what just crashed
             name = Path(lm).name
@@ -214,6 +230,8 @@ class WorkerEngine(RemoteEngine):
             threading.Thread(target=self._recover, daemon=True).start()
             raise errors.ModelLoadFailed(f"The model process {_how(code)} while loading {name}; Iris restarted "
                                          "it. Press Load to try once more.") from None
+        finally:
+            self._loading = False
         body = r.json()
         if r.status_code >= 400:
             err = body.get("error", {})
@@ -229,6 +247,10 @@ class WorkerEngine(RemoteEngine):
                      session: str | None = None) -> Reply:
         """The reply from the model process; if the process dies meanwhile, EngineCrashed (the text so far kept)."""
         reply = super().stream_reply(conv, params, session)
+        if self.model is not None:  # what the process will report; kept if it dies first
+            reply.stats.device_lm = getattr(self.model, "device_lm", "")
+            reply.stats.device_mmproj = getattr(self.model, "device_mmproj", "")
+            reply.stats.context_size = int(getattr(self.model, "n_ctx", 0))
         inner = reply._deltas
         reply._deltas = self._watched(inner, reply)
         return reply
@@ -310,13 +332,17 @@ def serve(key: str) -> None:
     # The token loop and the HTTP loop share the GIL: switch often, so a token goes out as soon as it exists.
     sys.setswitchinterval(0.0005)
     engine: Any = LlamaCppEngine()
-    crash_on = os.environ.get("IRIS_TEST_CRASH_LOADING")  # fault injection for the tests: no other use
-    if crash_on:
+    # Fault injection for the tests, no other use: a load of a file whose name has this text crashes, or
+    # every load takes this many seconds longer.
+    crash_on = os.environ.get("IRIS_TEST_CRASH_LOADING")
+    slow = float(os.environ.get("IRIS_TEST_SLOW_LOADING") or 0)
+    if crash_on or slow:
         real_load = engine.load
 
         def load(lm: str, mm: str, **kw: Any) -> Any:
-            if crash_on in str(lm):
+            if crash_on and crash_on in str(lm):
                 os.kill(os.getpid(), signal.SIGSEGV)
+            time.sleep(slow)
             return real_load(lm, mm, **kw)
 
         engine.load = load

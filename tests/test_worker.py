@@ -89,3 +89,38 @@ def test_a_load_that_keeps_crashing_is_given_up_on(models_dir, tmp_path, monkeyp
     finally:
         s.close()
         s.history.close()
+
+
+def test_a_slow_load_can_be_cancelled_and_the_next_one_works(models_dir, monkeypatch):
+    import threading
+    import time
+
+    monkeypatch.setenv("IRIS_TEST_SLOW_LOADING", "30")
+    s = build_services(models_dir, with_history=True, worker=True)
+    try:
+        failed: list[Exception] = []
+
+        def load() -> None:
+            try:
+                s.load("tiny-llava")
+            except ModelLoadFailed as exc:
+                failed.append(exc)
+
+        t = threading.Thread(target=load)
+        t.start()
+        while not s.engine._loading:
+            time.sleep(0.05)
+        monkeypatch.setenv("IRIS_TEST_SLOW_LOADING", "0")  # for the process started after the cancel
+        assert s.cancel_load()
+        t.join(timeout=20)
+        assert "was cancelled; no model is loaded" in str(failed[0]) and s.loaded is None
+        assert not s.cancel_load()  # nothing loading now
+        s.load("tiny-llava")
+        s.params = GenParams(temperature=0.0, max_tokens=4, seed=1, ignore_eos=True)
+        cid = s.ask(None, "hello")
+        reply = s.reply(cid)
+        "".join(reply)
+        assert reply.stats.completion_tokens == 4
+    finally:
+        s.close()
+        s.history.close()

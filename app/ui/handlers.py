@@ -286,6 +286,12 @@ def load_model(s: Services, ui: Parts, name: str | None) -> Update:
     return {ui.status: model_status(s, pair.name)}
 
 
+def cancel_load(s: Services, ui: Parts) -> None:
+    """A load in progress stopped (the status line then says so)."""
+    if not s.cancel_load():
+        gr.Info("Nothing is loading.")
+
+
 def load_files(s: Services, ui: Parts, lm: str, mmproj: str) -> Update:
     """Two files given by path loaded as a pair."""
     try:

@@ -42,6 +42,7 @@ class Parts:
     delete: Any
     model: Any
     load: Any
+    cancel_load: Any
     rescan: Any
     status: Any
     problems: Any
@@ -106,6 +107,7 @@ def layout(services: Services) -> Parts:
                 c["model"] = gr.Dropdown(choices=names, value=preferred, label="Model", scale=4,
                                          allow_custom_value=False, elem_id="iris-model")
                 c["load"] = gr.Button("Load", variant="primary", scale=1, elem_id="iris-load")
+                c["cancel_load"] = gr.Button("Cancel loading", scale=1, elem_id="iris-cancel-load")
                 c["rescan"] = gr.Button("Rescan", scale=1)
             c["status"] = gr.Markdown(model_status(services, None) if not names else
                                       "Pick a model and press **Load**.", elem_id="iris-status")
@@ -230,6 +232,7 @@ def wire(demo: gr.Blocks, services: Services, ui: Parts) -> None:
     ui.import_file.upload(on(h.import_conv), ui.import_file, [ui.conversations, ui.cid, *shown])
 
     ui.load.click(on(h.load_model), ui.model, ui.status)
+    ui.cancel_load.click(on(h.cancel_load), None, None, queue=False)
     ui.load_files.click(on(h.load_files), [ui.lm_path, ui.mm_path], [ui.files_status, ui.status])
     ui.rescan.click(on(h.rescan), None, [ui.model, ui.problems])
     ui.add_server.click(on(h.add_server), [ui.server_url, ui.server_key], [ui.server_status, ui.model])
