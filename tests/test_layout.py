@@ -11,6 +11,10 @@ OWNERS = {  # library -> the modules (or packages, ending in /) allowed to impor
     "llama_cpp": ("engine/", "llamalib.py"),
     "huggingface_hub": ("downloader.py",),
     "gradio": ("ui/",),
+    "starlette": ("api.py", "worker.py"),
+    "uvicorn": ("worker.py",),
+    "httpx2": ("downloader.py", "remote.py"),
+    "openai": (),  # the tests' client only: Iris speaks the format itself (app/openai_format.py)
 }
 
 
