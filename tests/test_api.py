@@ -182,3 +182,34 @@ def test_closing_the_stream_cancels_that_reply_only(iris, images):
     assert len(got) == 4 and len(replies) == 2
     first = replies[0].stats
     assert first.finish_reason == "stopped" and 4 <= first.completion_tokens < 1900
+
+
+def test_stop_in_the_app_ends_the_apps_reply_only(iris, images):
+    """An API client and the app at once: each gets its own tokens, and the app's Stop leaves the API's reply."""
+    import threading
+
+    base, services, _ = iris
+    c = client(base)
+    kwargs = dict(model="tiny-llava", messages=ask("Tell me everything", images["red"]), max_tokens=600,
+                  temperature=0, seed=1, extra_body={"ignore_eos": True})
+    alone = c.chat.completions.create(**kwargs).choices[0].message.content
+    got: dict = {}
+
+    def api() -> None:
+        got["text"] = "".join(ch.choices[0].delta.content or "" for ch in
+                              c.chat.completions.create(stream=True, **kwargs) if ch.choices)
+
+    t = threading.Thread(target=api)
+    t.start()
+    services.params = GenParams(temperature=0.0, max_tokens=600, seed=1, ignore_eos=True)
+    cid = services.ask(None, "And you?")
+    mine = services.reply(cid)
+    text = ""
+    for delta in mine:
+        text += delta
+        if len(mine.stats.token_ids) >= 5:
+            services.stop()  # the page's Stop
+    t.join(timeout=120)
+    assert got["text"] == alone  # all 600 of its tokens, none of the app's among them
+    assert mine.stats.finish_reason == "stopped" and len(mine.stats.token_ids) < 600
+    assert services.history.get(cid).messages[-1].text == text
