@@ -56,3 +56,57 @@ def test_first_run_download_cancel_resume_and_remove(page, hub):
     pg.locator("#iris-remove").click()
     pg.locator("#iris-installed", has_text="No models installed yet").wait_for(timeout=10000)
     assert proc.poll() is None
+
+
+def test_a_server_added_on_the_models_tab_answers_in_the_chat(models_dir, tmp_path, images):
+    """Another Iris (its API on a scripted engine) added by address; its model chats from the Chat tab."""
+    import time
+    import urllib.request
+
+    from app.cli import free_port
+    from app.services import build_services
+    from app.ui import launch
+    from fakeengine import FakeEngine
+
+    far = build_services(models_dir, engine=FakeEngine(["A red square, from far away."]), with_history=True)
+    far.load("tiny-llava")
+    near = build_services(tmp_path / "none", engine=FakeEngine(), with_history=True)
+    ports = [free_port("127.0.0.1", 7930), free_port("127.0.0.1", 7940)]
+    demos = [launch(s, "127.0.0.1", p, open_browser=False, block=False) for s, p in zip((far, near), ports)]
+    for p in ports:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{p}/", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+    try:
+        with browser_page(f"http://127.0.0.1:{ports[1]}/") as pg:
+            pg.get_by_role("tab", name="Models").click()
+            pg.get_by_text("Use a model on a server", exact=False).click()
+            pg.locator("#iris-server-url input, #iris-server-url textarea").first.fill("http://127.0.0.1:1/v1")
+            pg.locator("#iris-add-server").click()
+            pg.locator("#iris-server-status", has_text="cannot reach the server").wait_for(timeout=20000)
+            pg.locator("#iris-server-url input, #iris-server-url textarea").first.fill(
+                f"http://127.0.0.1:{ports[0]}/v1")
+            pg.locator("#iris-add-server").click()
+            pg.locator("#iris-server-status", has_text="Pick one on the Chat tab").wait_for(timeout=20000)
+            shot(pg, "models-server-added")
+            pg.get_by_role("tab", name="Chat").click()
+            pg.get_by_label("Model", exact=True).click()
+            pg.get_by_role("option", name=f"tiny-llava — on http://127.0.0.1:{ports[0]}").click()
+            pg.locator("#iris-load").click()
+            pg.locator("#iris-status", has_text="on the server").wait_for(timeout=20000)
+            pg.locator("#iris-input textarea").fill("What is it?")
+            pg.locator("#iris-input textarea").press("Enter")
+            pg.locator("#iris-chat .bot-row", has_text="from far away").wait_for(timeout=20000)
+            shot(pg, "chat-on-a-server")
+        cid = near.history.list()[0].id
+        saved = near.history.get(cid).messages[-1]
+        assert saved.text == "A red square, from far away." and saved.model.startswith("tiny-llava @ ")
+    finally:
+        for d in demos:
+            d.close()
+        for s in (far, near):
+            s.close()
+            s.history.close()
