@@ -127,6 +127,9 @@ class RemoteEngine:
             name = self.model.name if self.model else "This model"
             return errors.UnsupportedImage(f"{name} on {self._where()} does not take images (the server says: "
                                            f"{errors.printable(str(err), 200)}). Pick a vision model.")
+        if type(err) is errors.AppError and not self.is_iris:
+            # Another server's own words, which may not say who is speaking.
+            return errors.AppError(f"The server at {self._where()} could not answer (HTTP {status}): {err}")
         return err
 
     # -- models ------------------------------------------------------------------------------------------
@@ -205,6 +208,7 @@ class RemoteEngine:
         t_first = t_last = None
         n = 0
         finish = "end"
+        started = False
         with self._lock:
             self._active.add(reply)
         try:
@@ -235,6 +239,9 @@ class RemoteEngine:
                             t_first = now
                         t_last = now
                         n += 1
+                        if not started:  # as the engine does: a reply starts at its first visible character
+                            text = text.lstrip()
+                            started = bool(text)
                         if text:
                             yield text
                     if choices and choices[0].get("finish_reason") == "length":
