@@ -218,30 +218,28 @@ def _control_routes(api: ChatApi) -> list[BaseRoute]:
         await asyncio.to_thread(api.engine.unload)
         return JSONResponse({"model": None})
 
-    async def count(request: Request) -> Response:
+    async def counted(request: Request, messages: Callable[[dict], list], count: Callable[[Any], int]) -> Response:
         try:
             body = await _json(request)
-            req = await asyncio.to_thread(parse_chat_request, {"messages": body["messages"]}, api.defaults(),
+            req = await asyncio.to_thread(parse_chat_request, {"messages": messages(body)}, api.defaults(),
                                           api.memo, max_image_bytes=config.max_upload_bytes())
-            n = await asyncio.to_thread(api.engine.count_tokens, req.conv)
+            n = await asyncio.to_thread(count, req.conv)
+        except (KeyError, TypeError):
+            return _error(ApiError("The request lacks 'messages' (or 'url' for an image)."))
         except ApiError as exc:
             return _error(exc)
         except errors.AppError as exc:
             return refused(exc)
         return JSONResponse({"tokens": n})
 
+    async def count(request: Request) -> Response:
+        return await counted(request, lambda body: body["messages"], lambda conv: api.engine.count_tokens(conv))
+
     async def image_cost(request: Request) -> Response:
-        try:
-            body = await _json(request)
-            msg = {"role": "user", "content": [{"type": "image_url", "image_url": {"url": body["url"]}}]}
-            req = await asyncio.to_thread(parse_chat_request, {"messages": [msg]}, api.defaults(), api.memo,
-                                          max_image_bytes=config.max_upload_bytes())
-            n = await asyncio.to_thread(api.engine.image_cost, req.conv.turns[0].images[0])
-        except ApiError as exc:
-            return _error(exc)
-        except errors.AppError as exc:
-            return refused(exc)
-        return JSONResponse({"tokens": n})
+        def one(body: dict) -> list:
+            return [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": body["url"]}}]}]
+
+        return await counted(request, one, lambda conv: api.engine.image_cost(conv.turns[0].images[0]))
 
     async def stop(request: Request) -> Response:
         api.engine.stop()

@@ -101,14 +101,11 @@ def _peak_rss() -> int:
 
 # -- workers (each in its own process) ----------------------------------------------------------------
 
-def work_iris(lm: Path, mm: Path, images: list[Path], n_ctx: int, max_tokens: int, threads: int | None) -> list[dict]:
+def run_turns(eng: Any, images: list[Path], max_tokens: int) -> list[dict]:
+    """TURNS on a loaded engine (any Engine: in-process, the model process, a server); one record a turn."""
     from app.chat import Conversation, GenParams, Turn
-    from app.engine import LlamaCppEngine
     from app.images import prepare_image
 
-    eng = LlamaCppEngine()
-    # The GGUF's own chat template, as the stock handler and llama-server use: the same prompt for all three.
-    eng.load(lm, mm, n_ctx=n_ctx, n_threads=threads, chat_format="mtmd")
     params = GenParams(temperature=0.0, max_tokens=max_tokens, seed=0, ignore_eos=True)
     conv = Conversation()
     rows = []
@@ -120,6 +117,16 @@ def work_iris(lm: Path, mm: Path, images: list[Path], n_ctx: int, max_tokens: in
         rows.append({"ttft_s": st.ttft_s, "encode_s": st.image_encode_s,
                      "prompt_tokens_evaluated": st.prompt_tokens_evaluated, "decode_tok_s": st.decode_tok_s})
         conv.turns.append(Turn("assistant", text))
+    return rows
+
+
+def work_iris(lm: Path, mm: Path, images: list[Path], n_ctx: int, max_tokens: int, threads: int | None) -> list[dict]:
+    from app.engine import LlamaCppEngine
+
+    eng = LlamaCppEngine()
+    # The GGUF's own chat template, as the stock handler and llama-server use: the same prompt for all three.
+    eng.load(lm, mm, n_ctx=n_ctx, n_threads=threads, chat_format="mtmd")
+    rows = run_turns(eng, images, max_tokens)
     split = _rss_split()  # measured with the model still loaded
     eng.close()
     rows[-1].update({"rss_" + k.lower(): v for k, v in split.items()})

@@ -127,6 +127,11 @@ class RemoteEngine:
             name = self.model.name if self.model else "This model"
             return errors.UnsupportedImage(f"{name} on {self._where()} does not take images (the server says: "
                                            f"{errors.printable(str(err), 200)}). Pick a vision model.")
+        if "image" in text and ("at most" in text or "too many" in text or "limit" in text):
+            # vLLM: "At most 1 image(s) may be provided in one prompt" (--limit-mm-per-prompt).
+            return errors.TooManyImages(f"The server at {self._where()} takes fewer images per conversation "
+                                        f"(it says: {errors.printable(str(err), 200)}). Send fewer, or start a "
+                                        "new chat.")
         if type(err) is errors.AppError and not self.is_iris:
             # Another server's own words, which may not say who is speaking.
             return errors.AppError(f"The server at {self._where()} could not answer (HTTP {status}): {err}")

@@ -55,6 +55,18 @@ def _how(code: int | None) -> str:
     return f"exited (code {code})"
 
 
+def _answer(r: Any) -> dict:
+    """The model process's JSON answer; its refusal raised as the AppError kind the engine raised."""
+    body = r.json()
+    if r.status_code >= 400:
+        err = body.get("error", {})
+        kind = getattr(errors, str(err.get("type")), errors.AppError)
+        if not (isinstance(kind, type) and issubclass(kind, errors.AppError)):
+            kind = errors.AppError
+        raise kind(str(err.get("message") or f"the model process answered HTTP {r.status_code}"))
+    return body
+
+
 class WorkerEngine(RemoteEngine):
     """The Engine protocol for an engine running in a child process that this object starts and restarts."""
 
@@ -232,13 +244,7 @@ class WorkerEngine(RemoteEngine):
                                          "it. Press Load to try once more.") from None
         finally:
             self._loading = False
-        body = r.json()
-        if r.status_code >= 400:
-            err = body.get("error", {})
-            kind = getattr(errors, str(err.get("type")), errors.AppError)
-            if not (isinstance(kind, type) and issubclass(kind, errors.AppError)):
-                kind = errors.AppError
-            raise kind(str(err.get("message") or f"the model process answered HTTP {r.status_code}"))
+        body = _answer(r)
         self._load_crashes = 0
         self.model = types.SimpleNamespace(name=Path(lm).stem, **body["model"])
         return self.model
@@ -273,14 +279,7 @@ class WorkerEngine(RemoteEngine):
             if self._died() is False:
                 raise self._unreachable(exc) from None
             raise self._crashed("reading the prompt") from None
-        data = r.json()
-        if r.status_code >= 400:
-            err = data.get("error", {})
-            kind = getattr(errors, str(err.get("type")), errors.AppError)
-            if not (isinstance(kind, type) and issubclass(kind, errors.AppError)):
-                kind = errors.AppError
-            raise kind(str(err.get("message")))
-        return int(data["tokens"])
+        return int(_answer(r)["tokens"])
 
     def count_tokens(self, conv: Conversation) -> int:
         """Context cells the prompt takes, counted by the model process (which keeps the split for the reply)."""

@@ -25,22 +25,11 @@ sys.path.insert(0, str(ROOT))
 
 
 def run(engine, lm: Path, mm: Path, images: list[Path], max_tokens: int) -> list[tuple[float, float, int]]:
-    from app.bench import TURNS
-    from app.chat import Conversation, GenParams, Turn
-    from app.images import prepare_image
+    from app.bench import run_turns
 
     engine.load(lm, mm, n_ctx=4096, chat_format="mtmd")
-    params = GenParams(temperature=0.0, max_tokens=max_tokens, seed=0, ignore_eos=True)
-    conv = Conversation()
-    rows = []
-    for q, img in TURNS:
-        conv.turns.append(Turn("user", q, [prepare_image(images[img])] if img is not None else []))
-        reply = engine.stream_reply(conv, params, session="bench")
-        text = "".join(reply)
-        st = reply.stats
-        rows.append((st.ttft_s, st.decode_tok_s, st.prompt_tokens_evaluated))
-        conv.turns.append(Turn("assistant", text))
-    return rows
+    rows = run_turns(engine, images, max_tokens)
+    return [(r["ttft_s"], r["decode_tok_s"], r["prompt_tokens_evaluated"]) for r in rows]
 
 
 def main() -> None:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import base64
 import http.client
 import json
-import time
 
 import openai
 import pytest
+from servekit import serving
 
 from app.chat import GenParams
-from app.cli import free_port
 from app.images import prepare_image
 from app.services import build_services
 
@@ -19,24 +18,12 @@ from app.services import build_services
 @pytest.fixture
 def iris(models_dir, request):
     """Iris serving on a free port with the tiny pair loaded; yields (base_url, services, key)."""
-    from app.ui import launch
-
     key = getattr(request, "param", None)
     services = build_services(models_dir, with_history=True)
     services.params = GenParams(temperature=0.0, max_tokens=12, seed=1)
     services.load("tiny-llava")
-    port = free_port("127.0.0.1", 8100)
-    demo = launch(services, "127.0.0.1", port, open_browser=False, block=False, key=key)
-    for _ in range(100):
-        try:
-            http.client.HTTPConnection("127.0.0.1", port, timeout=1).request("HEAD", "/")
-            break
-        except OSError:
-            time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}/v1", services, key
-    demo.close()
-    services.close()
-    services.history.close()
+    with serving(services, 8100, key) as port:
+        yield f"http://127.0.0.1:{port}/v1", services, key
 
 
 def client(base: str, key: str | None = None) -> openai.OpenAI:

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import base64
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-
-from app.cli import free_port
-from app.services import build_services
 from browserkit import browser_page, needs_chromium, shot
 from fakeengine import FakeEngine
+from servekit import serving
+
+from app.services import build_services
 
 pytestmark = needs_chromium
 
@@ -21,22 +20,10 @@ pytestmark = needs_chromium
 @pytest.fixture
 def app(models_dir, tmp_path):
     """Iris in this process on the fake engine, the tiny pair 'installed'; yields (url, engine, services)."""
-    from app.ui import launch
-
     engine = FakeEngine(["A red square.", "Another answer.", "Third answer."])
     services = build_services(models_dir, engine=engine, with_history=True)
-    port = free_port("127.0.0.1", 7950)
-    demo = launch(services, "127.0.0.1", port, open_browser=False, block=False)
-    url = f"http://127.0.0.1:{port}/"
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            break
-        except OSError:
-            time.sleep(0.1)
-    yield url, engine, services
-    demo.close()
-    services.history.close()
+    with serving(services, 7950) as port:
+        yield f"http://127.0.0.1:{port}/", engine, services
 
 
 def load_model(pg) -> None:

@@ -6,60 +6,44 @@ from __future__ import annotations
 import os
 import signal
 import time
-import urllib.request
+
+from browserkit import browser_page, needs_chromium, shot
+from servekit import serving
 
 from app.chat import GenParams
-from app.cli import free_port
 from app.services import build_services
-from browserkit import browser_page, needs_chromium, shot
 
 pytestmark = needs_chromium
 
 
 def test_kill_9_of_the_model_process_mid_reply(models_dir, tmp_path):
-    from app.ui import launch
-
     services = build_services(models_dir, with_history=True, worker=True)
-    port = free_port("127.0.0.1", 7960)
-    demo = launch(services, "127.0.0.1", port, open_browser=False, block=False)
-    url = f"http://127.0.0.1:{port}/"
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            break
-        except OSError:
-            time.sleep(0.1)
-    try:
-        with browser_page(url) as pg:
-            pg.locator("#iris-load").click()
-            pg.locator("#iris-status", has_text="Loaded tiny-llava").wait_for(timeout=30000)
-            services.params = GenParams(temperature=0.0, max_tokens=1900, seed=1, ignore_eos=True)
-            services.engine.timeout = 600
-            pg.locator("#iris-input textarea").fill("Tell me everything")
-            pg.locator("#iris-input textarea").press("Enter")
-            pg.locator("#iris-chat .bot-row").first.wait_for(timeout=20000)
-            while not services._running:
-                time.sleep(0.01)
-            time.sleep(0.2)
-            os.kill(services.engine.pid, signal.SIGKILL)
-            pg.get_by_text("Iris restarted it. Your conversation is saved", exact=False).first.wait_for(timeout=20000)
-            shot(pg, "model-process-crashed")
-            cid = services.history.list()[0].id
+    with serving(services, 7960) as port, browser_page(f"http://127.0.0.1:{port}/") as pg:
+        pg.locator("#iris-load").click()
+        pg.locator("#iris-status", has_text="Loaded tiny-llava").wait_for(timeout=30000)
+        services.params = GenParams(temperature=0.0, max_tokens=1900, seed=1, ignore_eos=True)
+        services.engine.timeout = 600
+        pg.locator("#iris-input textarea").fill("Tell me everything")
+        pg.locator("#iris-input textarea").press("Enter")
+        pg.locator("#iris-chat .bot-row").first.wait_for(timeout=20000)
+        while not services._running:
+            time.sleep(0.01)
+        time.sleep(0.2)
+        os.kill(services.engine.pid, signal.SIGKILL)
+        pg.get_by_text("Iris restarted it. Your conversation is saved", exact=False).first.wait_for(timeout=20000)
+        shot(pg, "model-process-crashed")
+        cid = services.history.list()[0].id
+        msgs = services.history.get(cid).messages
+        assert [m.role for m in msgs] == ["user", "assistant"] and msgs[1].text
+        assert msgs[1].stats["finish_reason"] == "interrupted"
+        pg.get_by_text("interrupted", exact=False).first.wait_for(timeout=10000)  # under the kept reply
+        services.params = GenParams(temperature=0.0, max_tokens=6, seed=1, ignore_eos=True)
+        pg.locator("#iris-input textarea").fill("Are you back?")
+        pg.locator("#iris-input textarea").press("Enter")
+        for _ in range(300):
             msgs = services.history.get(cid).messages
-            assert [m.role for m in msgs] == ["user", "assistant"] and msgs[1].text
-            assert msgs[1].stats["finish_reason"] == "interrupted"
-            pg.get_by_text("interrupted", exact=False).first.wait_for(timeout=10000)  # under the kept reply
-            services.params = GenParams(temperature=0.0, max_tokens=6, seed=1, ignore_eos=True)
-            pg.locator("#iris-input textarea").fill("Are you back?")
-            pg.locator("#iris-input textarea").press("Enter")
-            for _ in range(300):
-                msgs = services.history.get(cid).messages
-                if len(msgs) == 4:
-                    break
-                time.sleep(0.1)
-            assert [m.role for m in msgs] == ["user", "assistant", "user", "assistant"]
-            assert msgs[3].stats["completion_tokens"] == 6 and services.engine.restarts == 1
-    finally:
-        demo.close()
-        services.close()
-        services.history.close()
+            if len(msgs) == 4:
+                break
+            time.sleep(0.1)
+        assert [m.role for m in msgs] == ["user", "assistant", "user", "assistant"]
+        assert msgs[3].stats["completion_tokens"] == 6 and services.engine.restarts == 1

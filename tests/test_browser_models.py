@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from browserkit import browser_page, iris_server, needs_chromium, shot
 
 pytestmark = needs_chromium
@@ -60,27 +59,16 @@ def test_first_run_download_cancel_resume_and_remove(page, hub):
 
 def test_a_server_added_on_the_models_tab_answers_in_the_chat(models_dir, tmp_path, images):
     """Another Iris (its API on a scripted engine) added by address; its model chats from the Chat tab."""
-    import time
-    import urllib.request
-
-    from app.cli import free_port
-    from app.services import build_services
-    from app.ui import launch
     from fakeengine import FakeEngine
+    from servekit import serving
+
+    from app.services import build_services
 
     far = build_services(models_dir, engine=FakeEngine(["A red square, from far away."]), with_history=True)
     far.load("tiny-llava")
     near = build_services(tmp_path / "none", engine=FakeEngine(), with_history=True)
-    ports = [free_port("127.0.0.1", 7930), free_port("127.0.0.1", 7940)]
-    demos = [launch(s, "127.0.0.1", p, open_browser=False, block=False) for s, p in zip((far, near), ports)]
-    for p in ports:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{p}/", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
-    try:
+    with serving(far, 7930) as far_port, serving(near, 7940) as near_port:
+        ports = [far_port, near_port]
         with browser_page(f"http://127.0.0.1:{ports[1]}/") as pg:
             pg.get_by_role("tab", name="Models").click()
             pg.get_by_text("Use a model on a server", exact=False).click()
@@ -104,9 +92,3 @@ def test_a_server_added_on_the_models_tab_answers_in_the_chat(models_dir, tmp_pa
         cid = near.history.list()[0].id
         saved = near.history.get(cid).messages[-1]
         assert saved.text == "A red square, from far away." and saved.model.startswith("tiny-llava @ ")
-    finally:
-        for d in demos:
-            d.close()
-        for s in (far, near):
-            s.close()
-            s.history.close()

@@ -10,13 +10,13 @@ import urllib.request
 
 import openai
 import pytest
+from llamaserver import find
 
 from app.chat import GenParams
 from app.cli import free_port
 from app.errors import AppError, ContextTooLong, UnsupportedImage
 from app.images import prepare_image
 from app.services import build_services
-from llamaserver import find
 
 BINARY = find()
 pytestmark = pytest.mark.skipif(BINARY is None, reason="llama-server is not built: python tests/llamaserver.py --build")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
 import socket
 import subprocess
 import sys
@@ -10,9 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
+from servekit import serving
 
 from app.chat import Conversation, GenParams
-from app.cli import free_port
 from app.errors import AppError, ModelNotFound, TooManyImages
 from app.history import StoredMessage
 from app.images import prepare_image
@@ -21,31 +20,14 @@ from app.services import build_services
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _wait(port: int) -> None:
-    for _ in range(200):
-        try:
-            http.client.HTTPConnection("127.0.0.1", port, timeout=1).request("HEAD", "/")
-            return
-        except OSError:
-            time.sleep(0.1)
-
-
 @pytest.fixture
 def server(models_dir, request):
     """An Iris answering at /v1 with the tiny pair loaded; yields (url, its services)."""
-    from app.ui import launch
-
-    key = getattr(request, "param", None)
     services = build_services(models_dir, with_history=True)
     services.params = GenParams(temperature=0.0, max_tokens=10, seed=1)
     services.load("tiny-llava")
-    port = free_port("127.0.0.1", 8200)
-    demo = launch(services, "127.0.0.1", port, open_browser=False, block=False, key=key)
-    _wait(port)
-    yield f"http://127.0.0.1:{port}/v1", services
-    demo.close()
-    services.close()
-    services.history.close()
+    with serving(services, 8200, getattr(request, "param", None)) as port:
+        yield f"http://127.0.0.1:{port}/v1", services
 
 
 @pytest.fixture
@@ -113,8 +95,45 @@ def test_a_wrong_key_says_so(server, client_services):
 
 def test_iris_ask_takes_an_engine_url(server, images):
     url, _ = server
-    out = subprocess.run([sys.executable, "-c", "import sys; from app.cli import main; sys.exit(main())", "ask", "--engine", url, "--image", str(images["red"]),
-                          "--max-tokens", "6", "--temperature", "0", "--stats", "What colour?"],
+    cli = [sys.executable, "-c", "import sys; from app.cli import main; sys.exit(main())"]
+    out = subprocess.run([*cli, "ask", "--engine", url, "--image", str(images["red"]), "--max-tokens", "6",
+                          "--temperature", "0", "--stats", "What colour?"],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "6 tokens" in out.stderr and "(1 img)" in out.stderr and f"LM on server {url[:-3]} (CPU)" in out.stderr
+
+
+def test_a_server_that_never_answers_times_out_in_words(client_services):
+    """A port that accepts connections and then says nothing (a hung server): the model list gives up in words."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        t0 = time.perf_counter()
+        with pytest.raises(AppError, match="did not answer in time"):
+            client_services.add_server(f"http://127.0.0.1:{port}/v1")
+        assert time.perf_counter() - t0 < 30
+
+
+def test_server_error_bodies_become_the_right_refusal():
+    """What vLLM, llama-server and Ollama send back, as Iris says it."""
+    import json
+
+    from app.errors import ContextTooLong, UnsupportedImage
+    from app.remote import RemoteEngine
+
+    eng = RemoteEngine("http://127.0.0.1:9/v1")
+    cases = [
+        ({"error": {"message": "At most 1 image(s) may be provided in one prompt.", "code": 400}}, TooManyImages),
+        ({"error": {"message": "the request exceeds the available context size, try increasing it",
+                    "type": "exceed_context_size_error"}}, ContextTooLong),
+        ({"error": {"message": "image input is not supported - hint: if this is unexpected, you may need to "
+                               "provide the mmproj"}}, UnsupportedImage),
+        ({"error": "model 'llava' not found"}, AppError),
+    ]
+    for body, kind in cases:
+        got = eng._refused(400, json.dumps(body).encode())
+        assert type(got) is kind, (body, got)
+    said = str(eng._refused(400, json.dumps({"error": "model 'llava' not found"}).encode()))
+    assert said.endswith("could not answer (HTTP 400): model 'llava' not found")
+    eng.close()

@@ -4,15 +4,13 @@ DNS rebinding, foreign and other-port origins, 'null' origins, missing keys and 
 from __future__ import annotations
 
 import http.client
-import time
-import urllib.request
 
 import pytest
+from fakeengine import FakeEngine
+from servekit import serving
 
-from app.cli import free_port
 from app.services import build_services
 from app.webguard import HostGuard, is_loopback, split_host
-from fakeengine import FakeEngine
 
 
 def test_loopback_and_host_parsing():
@@ -24,22 +22,10 @@ def test_loopback_and_host_parsing():
 @pytest.fixture
 def server(models_dir, monkeypatch, request):
     """Iris on the fake engine; the test's param, when given, is the access key."""
-    from app.ui import launch
-
     monkeypatch.setenv("IRIS_MAX_UPLOAD_MB", "1")
     key = getattr(request, "param", None)
-    services = build_services(models_dir, engine=FakeEngine(), with_history=True)
-    port = free_port("127.0.0.1", 7990)
-    demo = launch(services, "127.0.0.1", port, open_browser=False, block=False, key=key)
-    for _ in range(100):
-        try:
-            http.client.HTTPConnection("127.0.0.1", port, timeout=1).request("HEAD", "/")
-            break
-        except OSError:
-            time.sleep(0.1)
-    yield port, key
-    demo.close()
-    services.history.close()
+    with serving(build_services(models_dir, engine=FakeEngine(), with_history=True), 7990, key) as port:
+        yield port, key
 
 
 def _get(port, path="/", headers=None, method="GET", body=None):
