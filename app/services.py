@@ -92,6 +92,7 @@ class Services:
     remotes: dict[str, Any] = field(default_factory=dict)
     local: Any = None  # the engine for installed models (LlamaCppEngine, the worker, or a fake)
     _running: set[Reply] = field(default_factory=set, repr=False)  # replies streaming for the UI
+    _loaded_options: dict = field(default_factory=dict, repr=False)  # what the resident model was loaded with
 
     def __post_init__(self) -> None:
         if self.local is None:
@@ -106,20 +107,20 @@ class Services:
             return self._pick_remote(model, root)
         pair = self.store.find(name)
         self.engine = self.local
-        if self.loaded == pair:
-            return pair
         options = dict(self.load_options)
         spec = self._spec(pair.catalog_id)
         if spec is not None:
             # The catalog knows what the model was trained to take per message; the chat format's default does not.
             options.setdefault("max_images", spec.images_per_message)
+        if self.loaded == pair and self._loaded_options == options:
+            return pair  # resident with these settings; a new context size or GPU layers loads it again
         try:
             self.engine.load(pair.lm, pair.mmproj, chat_format=pair.chat_format, **options)
         except AppError:
             if self.engine.model is None:  # the previous model went too (a crashed or cancelled load)
                 self.loaded = None
             raise
-        self.loaded = pair
+        self.loaded, self._loaded_options = pair, options
         if self.history is not None:
             self.update_settings(last_model=pair.name)
         return pair

@@ -248,3 +248,19 @@ def test_each_turn_is_tokenized_once_and_answers_as_a_fresh_split(services, imag
     "".join(fresh)
     assert len(splits) == 2
     assert shared.stats.token_ids == fresh.stats.token_ids and len(fresh.stats.token_ids) == 8
+
+
+def test_load_applies_the_current_settings_to_the_model_already_loaded(models_dir):
+    from fakeengine import FakeEngine
+
+    engine = FakeEngine()
+    loads = []
+    real = engine.load
+    engine.load = lambda lm, mm, **kw: (loads.append(kw), real(lm, mm, **kw))[1]
+    s = build_services(models_dir, engine=engine)
+    s.load("tiny-llava")
+    s.load("tiny-llava")
+    assert len(loads) == 1  # the same settings: nothing to do
+    s.load_options = {"n_ctx": 1024, "n_gpu_layers": None}
+    s.load("tiny-llava")
+    assert len(loads) == 2 and loads[-1]["n_ctx"] == 1024

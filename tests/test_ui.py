@@ -117,3 +117,11 @@ def test_handlers_return_named_values_and_refuse_in_place(models_dir, images):
     gone = h.delete(services, ui, cid, True)
     assert gone[ui.cid] is None and services.history.list() == []
     services.history.close()
+
+
+def test_speed_is_shown_only_for_replies_long_enough_to_measure():
+    from app.ui import stats_line
+
+    short = {"device_lm": "CPU", "ttft_s": 0.2, "decode_tok_s": 8.0, "completion_tokens": 3}
+    assert "tok/s" not in stats_line(short) and "first token 0.20 s" in stats_line(short)
+    assert "8.0 tok/s" in stats_line({**short, "completion_tokens": 40})

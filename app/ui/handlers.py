@@ -116,16 +116,43 @@ def conv_choices(s: Services, search: str = "") -> list[tuple[str, str]]:
 # -- opening the page, conversations ----------------------------------------------------------------------
 
 def open_app(s: Services, ui: Parts) -> Update:
-    """The page is opened: the newest conversation, and the demo loaded on a first run."""
-    pairs = s.store.pairs()
-    if s.loaded is None and pairs and all(p.is_demo for p in pairs):
-        s.load(pairs[0].name)  # first run: chat works at once on the bundled demo (a few MB)
+    """The page is opened (or reloaded): the saved settings, fresh model lists, the newest conversation, and
+    a model loaded if none is: the last one used, else the only one installed, else the bundled demo."""
+    out: Update = {}
+    if s.loaded is None:
+        pick = _start_model(s)
+        if pick is not None:
+            try:
+                s.load(pick)
+            except AppError as exc:  # the page still opens; the status line says why
+                out[ui.status] = load_failed(s, exc)
     convs = conv_choices(s)
     cid = convs[0][1] if convs else None
-    out = {ui.conversations: gr.update(choices=convs, value=cid), ui.cid: cid, **show(s, ui, cid)}
-    if s.loaded:
+    view = model_view(s)
+    st = s.settings
+    out.update({ui.conversations: gr.update(choices=convs, value=cid), ui.cid: cid, **show(s, ui, cid),
+                ui.model: gr.update(choices=view.choices, value=current_model(s, view.choices)),
+                ui.installed: view.installed, ui.remove_name: gr.update(choices=view.real, value=None),
+                ui.problems: view.note,
+                # What was saved, not the values the server started with (another tab may have changed them).
+                ui.system: st.system_prompt, ui.temperature: st.temperature, ui.top_p: st.top_p,
+                ui.max_tokens: st.max_tokens, ui.n_ctx: st.n_ctx, ui.n_gpu_layers: st.n_gpu_layers})
+    if s.loaded and ui.status not in out:
         out[ui.status] = model_status(s, s.loaded.name)
     return out
+
+
+def _start_model(s: Services) -> str | None:
+    pairs = s.store.pairs()
+    names = [p.name for p in pairs]
+    real = [p.name for p in pairs if not p.is_demo]
+    if s.settings.last_model in names:
+        return s.settings.last_model
+    if len(real) == 1:
+        return real[0]
+    if pairs and not real:
+        return pairs[0].name  # first run: chat works at once on the bundled demo (a few MB)
+    return None
 
 
 def select_conv(s: Services, ui: Parts, cid: str | None) -> Update:

@@ -13,13 +13,17 @@ from app.errors import AppError
 from app.services import Services
 from app.store import human_size
 
+MIN_TOKENS_FOR_SPEED = 8
+
 
 def stats_line(stats: dict | None) -> str:
     """The figures under a reply: device, first token, speed, image encoding."""
     if not stats:
         return ""
-    parts = [f"{stats.get('device_lm', '?')}", f"first token {stats.get('ttft_s', 0):.2f} s",
-             f"{stats.get('decode_tok_s', 0):.1f} tok/s"]
+    parts = [f"{stats.get('device_lm', '?')}", f"first token {stats.get('ttft_s', 0):.2f} s"]
+    n = stats.get("completion_tokens")
+    if n is None or n >= MIN_TOKENS_FOR_SPEED:  # the speed of 3 tokens is noise
+        parts.append(f"{stats.get('decode_tok_s', 0):.1f} tok/s")
     if stats.get("images_encoded"):
         parts.append(f"image encode {stats.get('image_encode_s', 0):.2f} s")
     if stats.get("finish_reason") in ("stopped", "interrupted"):
