@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -80,6 +81,7 @@ def save_settings(s: Settings) -> None:
     """Write settings atomically."""
     path = settings_path()
     config.ensure(path.parent)
-    tmp = path.with_suffix(".json.tmp")
+    # A name of its own: two tabs (or a load and a slider) may save at the same moment.
+    tmp = path.with_suffix(f".json.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_text(json.dumps(asdict(s.clamp()), indent=1), encoding="utf-8")
     os.replace(tmp, path)

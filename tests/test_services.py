@@ -264,3 +264,24 @@ def test_load_applies_the_current_settings_to_the_model_already_loaded(models_di
     s.load_options = {"n_ctx": 1024, "n_gpu_layers": None}
     s.load("tiny-llava")
     assert len(loads) == 2 and loads[-1]["n_ctx"] == 1024
+
+
+def test_settings_saved_at_the_same_moment_from_two_places_both_land():
+    """A page-open load and a slider (or two tabs) save together: no 'file not found' from a shared temp file."""
+    import threading
+
+    failed: list[Exception] = []
+
+    def save_many(t: float) -> None:
+        try:
+            for _ in range(200):
+                save_settings(Settings(temperature=t))
+        except Exception as exc:  # noqa: BLE001 - the test reports it
+            failed.append(exc)
+
+    threads = [threading.Thread(target=save_many, args=(0.1 * i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failed == [] and load_settings().temperature in (0.0, 0.1, 0.2, 0.3)
