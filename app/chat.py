@@ -88,6 +88,10 @@ class Reply:
         self.text = ""
         self._cancel = cancel if cancel is not None else threading.Event()
 
+    def through(self, deltas: Iterator[str], notice: str = "") -> Reply:
+        """This reply seen through deltas (a wrapper's generator over it): the same stats and cancel."""
+        return Reply(deltas, self.stats, notice or self.notice, cancel=self._cancel)
+
     def cancel(self) -> None:
         """Ask this reply, and no other, to end soon (safe from any thread; it ends as 'stopped')."""
         self._cancel.set()

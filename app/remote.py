@@ -16,7 +16,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -200,12 +200,13 @@ class RemoteEngine:
         """The server's reply to conv, streamed; stats from the server when it reports them, else measured."""
         stats = ReplyStats(device_lm=f"server {self._where()}", device_mmproj="server")
         cancel = threading.Event()
-        reply = Reply(iter(()), stats, cancel=cancel)
-        reply._deltas = self._stream(reply, conv, params or GenParams(), session, stats, cancel)
+        reply = Reply(self._stream(lambda: reply, conv, params or GenParams(), session, stats, cancel), stats,
+                      cancel=cancel)
         return reply
 
-    def _stream(self, reply: Reply, conv: Conversation, params: GenParams, session: str | None,
+    def _stream(self, reply_of: Callable[[], Reply], conv: Conversation, params: GenParams, session: str | None,
                 stats: ReplyStats, cancel: threading.Event) -> Iterator[str]:
+        reply = reply_of()  # the Reply this generator feeds (it is made first, so it is asked for here)
         if self.model is None:
             raise errors.NoModelLoaded("No model is picked on this server. Pick one first.")
         body = self.request_body(conv, params, session, stream=True)

@@ -338,16 +338,14 @@ class Services:
                           f"oldest {dropped} message{'s' if dropped != 1 else ''} were left out of this "
                           "reply. They are still saved here.")
         inner = self.engine.stream_reply(conv, self.params, session=cid)
-        outer = Reply(self._saving(cid, inner, notice), inner.stats, notice)
-        outer.cancel = inner.cancel  # type: ignore[method-assign]  # cancelling the outer ends the engine's
-        return outer
+        return inner.through(self._saving(cid, inner), notice)  # cancelling it ends the engine's reply
 
     def stop(self) -> None:
         """End the replies asked for through these services (the UI's), not those of API clients."""
         for reply in list(self._running):
             reply.cancel()
 
-    def _saving(self, cid: str, inner: Reply, notice: str = "") -> Iterator[str]:
+    def _saving(self, cid: str, inner: Reply) -> Iterator[str]:
         from app.history import StoredMessage
 
         failed = False

@@ -21,12 +21,12 @@ import threading
 import time
 import types
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from app import config, errors
-from app.chat import Conversation, GenParams, Reply
+from app.chat import Conversation, GenParams, Reply, ReplyStats
 from app.images import PreparedImage
 from app.openai_format import conversation_messages, data_url
 from app.remote import RemoteEngine, ServerUnreachable
@@ -151,14 +151,14 @@ class WorkerEngine(RemoteEngine):
         lines = [x for x in self._tail if x.strip()][-8:]
         return ("Its last log lines: " + " | ".join(lines)) if lines else ""
 
-    def _died(self) -> int | None | bool:
-        """The exit code if the process is gone (waiting a moment for it), else False."""
+    def _died(self) -> int | None:
+        """The exit code if the process is gone (waiting a moment for it), else None."""
         if self._proc is None:
-            return False
+            return None
         try:
             return self._proc.wait(timeout=2.0)
         except subprocess.TimeoutExpired:
-            return False
+            return None
 
     def _crashed(self, doing: str) -> EngineCrashed:
         """Record a death, restart the process (and the model) in the background, and say what happened."""
@@ -221,7 +221,7 @@ class WorkerEngine(RemoteEngine):
             r = self._http.post("/iris/load", json={"lm": lm, "mmproj": mm, "options": opts}, timeout=None)
         except Exception as exc:  # noqa: BLE001 - httpx2 errors: the process may have died loading
             code = self._died()
-            if code is False:
+            if code is None:
                 raise self._unreachable(exc) from None
             if self._cancelled:
                 self._last_load, self.model = None, None
@@ -249,26 +249,20 @@ class WorkerEngine(RemoteEngine):
         self.model = types.SimpleNamespace(name=Path(lm).stem, **body["model"])
         return self.model
 
-    def stream_reply(self, conv: Conversation, params: GenParams | None = None,
-                     session: str | None = None) -> Reply:
+    def _stream(self, reply_of: Callable[[], Reply], conv: Conversation, params: GenParams, session: str | None,
+                stats: ReplyStats, cancel: threading.Event) -> Iterator[str]:
         """The reply from the model process; if the process dies meanwhile, EngineCrashed (the text so far kept)."""
-        reply = super().stream_reply(conv, params, session)
-        if self.model is not None:  # what the process will report; kept if it dies first
-            reply.stats.device_lm = getattr(self.model, "device_lm", "")
-            reply.stats.device_mmproj = getattr(self.model, "device_mmproj", "")
-            reply.stats.context_size = int(getattr(self.model, "n_ctx", 0))
-        inner = reply._deltas
-        reply._deltas = self._watched(inner, reply)
-        return reply
-
-    def _watched(self, inner: Iterator[str], reply: Reply) -> Iterator[str]:
         self._wait_ready()
+        if self.model is not None:  # what the process will report; kept if it dies first
+            stats.device_lm = getattr(self.model, "device_lm", "")
+            stats.device_mmproj = getattr(self.model, "device_mmproj", "")
+            stats.context_size = int(getattr(self.model, "n_ctx", 0))
         try:
-            yield from inner
+            yield from super()._stream(reply_of, conv, params, session, stats, cancel)
         except ServerUnreachable:
-            if self._died() is False:
+            if self._died() is None:
                 raise
-            reply.stats.finish_reason = "interrupted"
+            stats.finish_reason = "interrupted"
             raise self._crashed("answering") from None
 
     def _post_count(self, path: str, body: dict) -> int:
@@ -276,7 +270,7 @@ class WorkerEngine(RemoteEngine):
         try:
             r = self._http.post(path, json=body)
         except Exception as exc:  # noqa: BLE001
-            if self._died() is False:
+            if self._died() is None:
                 raise self._unreachable(exc) from None
             raise self._crashed("reading the prompt") from None
         return int(_answer(r)["tokens"])
