@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import time
 import urllib.request
@@ -303,8 +304,12 @@ class Completion:
                 "usage": usage(stats), "timings": timings(stats), "iris": _iris(stats, notice)}
 
 
+@functools.lru_cache(maxsize=32)
 def data_url(img: PreparedImage) -> str:
-    """An image as the portable image_url every server takes (Ollama takes only this form)."""
+    """An image as the portable image_url every server takes (Ollama takes only this form).
+
+    Cached: every turn sends the conversation's images again, and their base64 does not change.
+    """
     return "data:image/png;base64," + base64.b64encode(img.png).decode()
 
 
