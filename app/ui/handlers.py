@@ -116,16 +116,12 @@ def conv_choices(s: Services, search: str = "") -> list[tuple[str, str]]:
 # -- opening the page, conversations ----------------------------------------------------------------------
 
 def open_app(s: Services, ui: Parts) -> Update:
-    """The page is opened (or reloaded): the saved settings, fresh model lists, the newest conversation, and
-    a model loaded if none is: the last one used, else the only one installed, else the bundled demo."""
+    """The page is opened (or reloaded): the saved settings, fresh model lists, the newest conversation; and,
+    if no model is loaded, which one load_at_start will load: the last one used, else the only one
+    installed, else the bundled demo."""
     out: Update = {}
-    if s.loaded is None:
-        pick = _start_model(s)
-        if pick is not None:
-            try:
-                s.load(pick)
-            except AppError as exc:  # the page still opens; the status line says why
-                out[ui.status] = load_failed(s, exc)
+    if s.loaded is None and (pick := _start_model(s)) is not None:
+        out[ui.status] = f"Loading **{plain(pick)}** …"  # load_at_start, next: the page is usable meanwhile
     convs = conv_choices(s)
     cid = convs[0][1] if convs else None
     view = model_view(s)
@@ -140,6 +136,18 @@ def open_app(s: Services, ui: Parts) -> Update:
     if s.loaded and ui.status not in out:
         out[ui.status] = model_status(s, s.loaded.name)
     return out
+
+
+def load_at_start(s: Services, ui: Parts) -> Update:
+    """After the page is shown: load the model open_app picked, if nothing is loaded yet."""
+    pick = _start_model(s) if s.loaded is None else None
+    if pick is None:
+        return {ui.status: gr.skip()}
+    try:
+        s.load(pick)
+    except AppError as exc:  # the page stays usable; the status line says why
+        return {ui.status: load_failed(s, exc)}
+    return {ui.status: model_status(s, pick)}
 
 
 def _start_model(s: Services) -> str | None:

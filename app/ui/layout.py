@@ -212,7 +212,8 @@ def wire(demo: gr.Blocks, services: Services, ui: Parts) -> None:
     reply = [ui.chatbot, ui.index, ui.gauge, ui.title, ui.notice]
     settings = [ui.system, ui.temperature, ui.top_p, ui.max_tokens, ui.n_ctx, ui.n_gpu_layers]
     lists = [ui.model, ui.installed, ui.remove_name, ui.problems]
-    demo.load(on(h.open_app), None, [ui.conversations, ui.cid, *shown, ui.status, *settings, *lists])
+    demo.load(on(h.open_app), None, [ui.conversations, ui.cid, *shown, ui.status, *settings, *lists]).then(
+        on(h.load_at_start), None, ui.status)
     ui.conversations.input(on(h.select_conv), ui.conversations, page)
     ui.new_chat.click(on(h.new_chat), None, page)
     ui.chatbot.clear(on(h.new_chat), None, page)  # the bin icon: a fresh chat
