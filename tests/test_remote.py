@@ -52,7 +52,7 @@ def test_a_conversation_on_a_server_is_answered_saved_and_reuses_its_cache(serve
     # The same question asked of the server's engine directly gives the same tokens.
     asked = Conversation(turns=s.conversation(cid).turns[:1])
     direct = remote.engine.stream_reply(asked, GenParams(temperature=0.0, max_tokens=10, seed=1))
-    assert text == "".join(direct) and reply.stats.completion_tokens == direct.stats.completion_tokens
+    assert text and text == "".join(direct) and reply.stats.completion_tokens == direct.stats.completion_tokens
     saved = s.history.get(cid).messages[-1]
     assert saved.role == "assistant" and saved.text == text and saved.model.startswith("tiny-llava @ ")
     assert saved.stats["images_encoded"] == 1 and saved.stats["prompt_tokens"] > 16
