@@ -279,9 +279,10 @@ def test_settings_saved_at_the_same_moment_from_two_places_both_land():
         except Exception as exc:  # noqa: BLE001 - the test reports it
             failed.append(exc)
 
-    threads = [threading.Thread(target=save_many, args=(0.1 * i,)) for i in range(4)]
+    temperatures = (0.0, 0.25, 0.5, 0.75)
+    threads = [threading.Thread(target=save_many, args=(t,)) for t in temperatures]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert failed == [] and load_settings().temperature in (0.0, 0.1, 0.2, 0.3)
+    assert failed == [] and load_settings().temperature in temperatures
