@@ -72,6 +72,10 @@ class Shape:
     pinpoints: bool = False     # write llava-1.6 tiling keys
     chat_template: bool = True
     seed: int = 0
+    # Greedy output is words: the output rows of control, byte and unused tokens are zero, so a word
+    # piece (random logits, half of them above zero) always wins. Replies are real text that the next
+    # turn re-tokenizes, so comparisons of replies compare something.
+    speaks: bool = False
 
     def validate(self) -> None:
         """Refuse shapes that llama.cpp would crash on rather than reject."""
@@ -103,7 +107,7 @@ class Shape:
 LM_QUANTS = ("f32", "f16", "q4_0", "q8_0", "q4_k_m")
 # The formats users download, on an LM whose widths are whole Q4_K super-blocks (256), so that
 # llama.cpp's Q4_K_M recipe really writes Q4_K and Q6_K rather than falling back to Q5_0.
-_QUANT_SHAPE = Shape(n_embd=256, n_head=4, n_head_kv=4, n_ff=768, n_vocab=512)
+_QUANT_SHAPE = Shape(n_embd=256, n_head=4, n_head_kv=4, n_ff=768, n_vocab=512, speaks=True)
 
 PRESETS = {
     "tiny": Shape(),
@@ -113,11 +117,11 @@ PRESETS = {
     # A 0.5B-class LM with a ViT-B/16-224 encoder: small but realistic proportions.
     "small": Shape(n_embd=896, n_layer=24, n_head=14, n_head_kv=2, n_ff=4864, n_vocab=4096,
                    n_ctx=4096, image_size=224, patch=16, v_width=768, v_layers=12, v_heads=12,
-                   v_ff=3072, quant="q4_0", mmproj_dtype="f16"),
+                   v_ff=3072, quant="q4_0", mmproj_dtype="f16", speaks=True),
     # LLaVA-1.5-7B: Vicuna-7B LM as Q4_0, CLIP ViT-L/14-336 as f16.
     "llava-7b": Shape(n_embd=4096, n_layer=32, n_head=32, n_head_kv=32, n_ff=11008, n_vocab=32000,
                       n_ctx=4096, image_size=336, patch=14, v_width=1024, v_layers=24, v_heads=16,
-                      v_ff=4096, quant="q4_0", mmproj_dtype="f16"),
+                      v_ff=4096, quant="q4_0", mmproj_dtype="f16", speaks=True),
 }
 
 
@@ -178,19 +182,29 @@ class _Weights:
             self.cache[key] = out
         return out
 
-    def q8_0(self, rows: int, cols: int, scale: float = 0.02) -> np.ndarray:
-        """Q8_0 blocks from gguf-py's reference quantizer (an f16 scale and 32 int8 per block)."""
-        return gguf.quants.quantize(self.dense((rows, cols), "f32", scale), gguf.GGMLQuantizationType.Q8_0)
-
     def add_matrix(self, wr: gguf.GGUFWriter, name: str, quant: str, n_in: int, n_out: int,
-                   scale: float = 0.02) -> None:
-        """A 2-D weight in the LM's format; numpy shape (n_out, n_in) is the reverse of ggml's ne."""
+                   scale: float = 0.02, zero_rows: list[int] | None = None) -> None:
+        """A 2-D weight in the LM's format; numpy shape (n_out, n_in) is the reverse of ggml's ne.
+
+        zero_rows: output rows written as zeros (a Q4_0 row: every block's scale 0).
+        """
         if quant == "q4_0":
-            wr.add_tensor(name, self.q4_0(n_out, n_in, scale), raw_dtype=gguf.GGMLQuantizationType.Q4_0)
-        elif quant == "q8_0":
-            wr.add_tensor(name, self.q8_0(n_out, n_in, scale), raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+            arr = self.q4_0(n_out, n_in, scale)
+            if zero_rows:
+                arr = arr.copy()
+                blocks = arr.reshape(n_out, n_in // 32, 18)
+                blocks[zero_rows, :, :2] = 0
+            wr.add_tensor(name, arr, raw_dtype=gguf.GGMLQuantizationType.Q4_0)
+            return
+        dense = self.dense((n_out, n_in), "f32" if quant == "q8_0" else quant, scale)
+        if zero_rows:
+            dense = dense.copy()
+            dense[zero_rows] = 0
+        if quant == "q8_0":
+            wr.add_tensor(name, gguf.quants.quantize(dense, gguf.GGMLQuantizationType.Q8_0),
+                          raw_dtype=gguf.GGMLQuantizationType.Q8_0)
         else:
-            wr.add_tensor(name, self.dense((n_out, n_in), quant, scale))
+            wr.add_tensor(name, dense)
 
     def ones(self, n: int) -> np.ndarray:
         return np.ones(n, dtype=np.float32)
@@ -222,13 +236,14 @@ def write_lm(path: Path, s: Shape) -> Path:
     hd = s.n_embd // s.n_head
     kv = s.n_head_kv * hd
 
-    def mat(name: str, n_in: int, n_out: int, scale: float = 0.02) -> None:
-        w.add_matrix(wr, name, s.quant, n_in, n_out, scale)
+    def mat(name: str, n_in: int, n_out: int, scale: float = 0.02, zero_rows: list[int] | None = None) -> None:
+        w.add_matrix(wr, name, s.quant, n_in, n_out, scale, zero_rows)
 
     # Embeddings stay dense: llama.cpp reads rows of token_embd on the CPU.
     wr.add_tensor("token_embd.weight", w.dense((s.n_vocab, s.n_embd), "f16" if s.quant != "f32" else "f32", 0.5))
     wr.add_tensor("output_norm.weight", w.ones(s.n_embd))
-    mat("output.weight", s.n_embd, s.n_vocab)
+    silent = [i for i, t in enumerate(types) if t != int(gguf.TokenType.NORMAL)] if s.speaks else None
+    mat("output.weight", s.n_embd, s.n_vocab, zero_rows=silent)
     for i in range(s.n_layer):
         wr.add_tensor(f"blk.{i}.attn_norm.weight", w.ones(s.n_embd))
         mat(f"blk.{i}.attn_q.weight", s.n_embd, s.n_embd)

@@ -6,15 +6,14 @@ import threading
 from dataclasses import replace
 
 import pytest
-from PIL import Image
 
 from app.chat import Conversation, GenParams, Turn
 from app.engine import LlamaCppEngine, auto_gpu_layers, select_chat_format
-from app.errors import BadModelFile, ContextTooLong, ModelMismatch, TooManyImages, UnsupportedImage
+from app.errors import BadModelFile, ContextTooLong, ModelMismatch, TooManyImages
 from app.ggufinfo import LMSummary, MMProjSummary
 from app.images import prepare_image
-from modelwriter import Shape, corrupt_copy, write_lm, write_mmproj, write_pair
-from replies import ids_of, said
+from modelwriter import Shape, corrupt_copy, write_lm, write_pair
+from replies import said
 
 GREEDY = GenParams(temperature=0.0, max_tokens=12, seed=7)
 
@@ -65,20 +64,6 @@ def test_images_in_two_turns_only_encode_the_new_one(engine, images):
     assert st.image_tokens == 32
     assert st.images_encoded == 1  # the red image is still in the KV cache
     assert st.prompt_tokens_evaluated < st.prompt_tokens
-
-
-def test_greedy_answers_with_reuse_equal_fresh_evaluation(engine, images):
-    conv = Conversation(turns=[user("first", images["red"])])
-    for follow_up in (None, user("second", images["blue"]), Turn("user", "third")):
-        if follow_up is not None:
-            conv.turns.append(follow_up)
-        engine.reuse_kv = True
-        reused = ask(engine, conv)
-        engine.reuse_kv = False
-        fresh = ask(engine, conv)
-        engine.reuse_kv = True
-        assert reused == fresh
-        conv.turns.append(Turn("assistant", reused))
 
 
 def test_same_size_images_differ_by_content(engine, images):
@@ -236,57 +221,7 @@ def test_stop_strings_are_held_back_until_known():
     assert _held_back("a </", ["</s>", "USER:"]) == 2
 
 
-# -- multimodal KV reuse across edits, regenerations, stops and conversations (issue 5) ------------------
-
-
-def fresh(engine, conv, params=GREEDY):
-    """The answer from a cold evaluation: no KV reuse, no embedding cache."""
-    engine.reuse_kv = False
-    try:
-        return ask(engine, conv, params)
-    finally:
-        engine.reuse_kv = True
-
-
-def test_regenerate_and_edit_before_an_image_match_fresh_evaluation(engine, images):
-    conv = Conversation(turns=[Turn("user", "hello"), Turn("assistant", "hi"), user("look", images["red"])])
-    first = ask(engine, conv)
-    assert first == fresh(engine, conv)
-    again = ask(engine, conv)  # regenerate: the whole prompt is cached; the last token is evaluated again
-    assert again == first and again.stats.prompt_tokens_evaluated == 1
-    conv.turns[0] = Turn("user", "hello again")  # an edit before the image
-    edited = ask(engine, conv)
-    st = edited.stats
-    assert edited == fresh(engine, conv)
-    assert st.images_encoded == 0 and st.images_cached == 1  # re-fed from the embedding cache
-
-
-def test_stop_mid_reply_then_continue_matches_fresh(engine, images):
-    conv = Conversation(turns=[user("describe", images["blue"])])
-    got = ""
-    for delta in engine.stream_reply(conv, replace(GREEDY, max_tokens=40)):
-        got += delta
-        if len(got) > 3:
-            engine.stop()
-    conv.turns += [Turn("assistant", got), Turn("user", "go on")]
-    assert ask(engine, conv) == fresh(engine, conv)
-
-
-def test_switching_conversations_restores_their_cache(engine, images):
-    engine.embeddings.clear()
-    a = Conversation(turns=[user("what is this?", images["red"])])
-    b = Conversation(turns=[user("and this?", images["blue"])])
-    a_reply = said(engine.stream_reply(a, GREEDY, session="a"))
-    b_reply = said(engine.stream_reply(b, GREEDY, session="b"))
-    assert engine.sessions.bytes > 0  # a's cache was kept aside
-    a.turns += [Turn("assistant", a_reply), Turn("user", "more?")]
-    follow = said(engine.stream_reply(a, GREEDY, session="a"))
-    st = follow.stats
-    assert st.images_encoded == 0 and st.images_cached == 0  # nothing of a was evaluated again
-    assert st.prompt_tokens_evaluated < st.prompt_tokens - st.image_tokens  # only the new tail
-    assert follow == fresh(engine, a)
-    b.turns += [Turn("assistant", b_reply), Turn("user", "more?")]
-    assert said(engine.stream_reply(b, GREEDY, session="b")) == fresh(engine, b)
+# -- cache bounds (reuse against fresh evaluation: tests/test_reuse.py) ------------------------------------
 
 
 def test_caches_stay_within_their_bounds(engine, images):
@@ -308,18 +243,3 @@ def test_caches_stay_within_their_bounds(engine, images):
         cache.max_bytes = limit
 
 
-def test_overflow_truncation_then_reuse_matches_fresh(tiny_pair, images):
-    from app.chat import fit_conversation
-
-    eng = LlamaCppEngine()
-    eng.load(*tiny_pair, n_ctx=256)
-    try:
-        long = "the image is a red square and the colour is red " * 6
-        conv = Conversation(turns=[user("look", images["red"])])
-        for i in range(5):
-            conv.turns += [Turn("assistant", long), Turn("user", f"question {i}")]
-        fitted, dropped = fit_conversation(conv, eng.count_tokens, 256 - 32)
-        assert dropped > 0 and fitted.turns[0].images  # the newest image moved up with the kept turns
-        assert ask(eng, fitted) == fresh(eng, fitted)
-    finally:
-        eng.close()
