@@ -61,7 +61,8 @@ def bench_images(folder: Path) -> list[Path]:
 
 def shape_files(shape: str, folder: Path, quant: str | None = None) -> tuple[Path, Path]:
     """The test-model writer's pair for a shape (its LM in another quantization if given), written once."""
-    label = f"{shape}-{quant}" if quant else shape
+    # "-2": written by the writer whose bench shapes speak (issue 22); older pairs in the folder are not reused.
+    label = (f"{shape}-{quant}" if quant else shape) + "-2"
     lm, mm = folder / label / f"bench-{label}.gguf", folder / label / f"bench-{label}-mmproj.gguf"
     if lm.exists() and mm.exists():
         return lm, mm
@@ -106,16 +107,23 @@ def run_turns(eng: Any, images: list[Path], max_tokens: int) -> list[dict]:
     from app.chat import Conversation, GenParams, Turn
     from app.images import prepare_image
 
-    params = GenParams(temperature=0.0, max_tokens=max_tokens, seed=0, ignore_eos=True)
+    # Plain greedy, as the other engines run it (no repeat penalty): the same tokens, the same work.
+    params = GenParams(temperature=0.0, max_tokens=max_tokens, seed=0, ignore_eos=True, repeat_penalty=1.0)
     conv = Conversation()
     rows = []
     for q, img in TURNS:
         conv.turns.append(Turn("user", q, [prepare_image(images[img])] if img is not None else []))
+        t0 = time.perf_counter()
         reply = eng.stream_reply(conv, params, session="bench")
-        text = "".join(reply)
+        t_first = None
+        text = ""
+        for delta in reply:  # the first (empty) delta comes at the first generated token
+            t_first = t_first or time.perf_counter()
+            text += delta
         st = reply.stats
-        rows.append({"ttft_s": st.ttft_s, "encode_s": st.image_encode_s,
-                     "prompt_tokens_evaluated": st.prompt_tokens_evaluated, "decode_tok_s": st.decode_tok_s})
+        rows.append({"ttft_s": (t_first or time.perf_counter()) - t0, "encode_s": st.image_encode_s,
+                     "prompt_tokens_evaluated": st.prompt_tokens_evaluated, "decode_tok_s": st.decode_tok_s,
+                     "tokens": st.completion_tokens, "text": text})
         conv.turns.append(Turn("assistant", text))
     return rows
 
@@ -153,7 +161,7 @@ def work_stock(lm: Path, mm: Path, images: list[Path], n_ctx: int, max_tokens: i
     for msg, _ in _messages(images):
         history.append(msg)
         text, row = base.turn(history, max_tokens)
-        rows.append(row)
+        rows.append({**row, "text": text})
         history.append({"role": "assistant", "content": text})
     base.close()
     return rows
@@ -189,7 +197,8 @@ def work_server(server: Path, lm: Path, mm: Path, images: list[Path], n_ctx: int
             history.append(msg)
             seen = len(log_path.read_text(errors="replace"))
             body = json.dumps({"messages": history, "stream": True, "max_tokens": max_tokens, "temperature": 0,
-                               "seed": 0, "ignore_eos": True, "cache_prompt": True}).encode()
+                               "seed": 0, "ignore_eos": True, "cache_prompt": True,
+                               "timings_per_token": True}).encode()
             req = urllib.request.Request(base + "/v1/chat/completions", body, {"Content-Type": "application/json"})
             t0 = time.perf_counter()
             t_first = None
@@ -203,15 +212,23 @@ def work_server(server: Path, lm: Path, mm: Path, images: list[Path], n_ctx: int
                     chunk = json.loads(line[6:])
                     timings = chunk.get("timings") or timings
                     for ch in chunk.get("choices", []):
-                        delta = (ch.get("delta") or {}).get("content")
-                        if delta:
-                            t_first = t_first or time.perf_counter()
-                            text += delta
+                        # The server sends a chunk for its first generated token whatever its text (the
+                        # role delta); later chunks only when there is text to send.
+                        t_first = t_first or time.perf_counter()
+                        text += (ch.get("delta") or {}).get("content") or ""
             new_log = log_path.read_text(errors="replace")[seen:]
-            encode_ms = sum(int(m) for m in re.findall(r"encoded in (\d+) ms", new_log))
-            rows.append({"ttft_s": (t_first or time.perf_counter()) - t0, "encode_s": encode_ms / 1000,
+            # llama-server 0.3.36's log has no image-encode time at any verbosity (mtmd's helper logs are
+            # not routed to it): None, shown as "not reported", rather than a made-up 0.
+            found = re.findall(r"slice encoded in (\d+) ms", new_log)
+            encode_s = sum(int(m) for m in found) / 1000 if found else None
+            n = int(timings.get("predicted_n", 0))
+            ms = float(timings.get("predicted_ms", 0.0))
+            # predicted_ms runs from the first token to the last: n - 1 intervals, as the other engines count.
+            rows.append({"ttft_s": (t_first or time.perf_counter()) - t0, "encode_s": encode_s,
                          "prompt_tokens_evaluated": int(timings.get("prompt_n", -1)),
-                         "decode_tok_s": float(timings.get("predicted_per_second", 0.0))})
+                         "decode_tok_s": (n - 1) / (ms / 1000) if n > 1 and ms > 0 else 0.0,
+                         "server_prompt_s": float(timings.get("prompt_ms", 0.0)) / 1000,
+                         "tokens": n, "text": text})
             history.append({"role": "assistant", "content": text})
         status = Path(f"/proc/{proc.pid}/status")
         rss = 0
@@ -251,73 +268,126 @@ def _rss_split() -> dict:
 
 # -- driver -------------------------------------------------------------------------------------------
 
+def _failure(eng: str, out: subprocess.CompletedProcess) -> str:
+    """What a failed engine run says: its exit signal or status and the last lines it logged."""
+    import signal
+
+    rc = out.returncode
+    how = (f"killed by {signal.Signals(-rc).name}" if rc < 0 and -rc in signal.Signals._value2member_map_
+           else f"exit status {rc}" if rc else "no result line")
+    tail = "\n".join((out.stderr or "").strip().splitlines()[-15:])
+    return f"iris bench: the {eng} run failed ({how}); its last log lines:\n{tail}"
+
+
 def run(shapes: list[str], engines: list[str], server: Path | None, n_ctx: int, max_tokens: int,
-        threads: int | None, workdir: Path, quant: str | None = None) -> tuple[list[dict], list[dict]]:
-    """Run every engine on every shape; return per-turn records and per-run memory records."""
+        threads: int | None, workdir: Path, quant: str | None = None,
+        rounds: int = 3) -> tuple[list[dict], list[dict]]:
+    """Every engine on every shape, each run in its own process, engines interleaved round by round.
+
+    Returns per-turn records (with their round) and per-run memory records.
+    """
     images = bench_images(workdir)
     records: list[dict] = []
     memory: list[dict] = []
+    if "server" in engines and (server is None or not server.exists()):
+        print("iris bench: llama-server column skipped: no --server binary (see `iris bench --help` for "
+              "how to build it from the llama-cpp-python 0.3.36 sdist)", file=sys.stderr)
+        engines = [e for e in engines if e != "server"]
     for base in shapes:
         lm, mm = shape_files(base, workdir, quant)
         shape = f"{base}-{quant}" if quant else base
-        for eng in engines:
-            if eng == "server" and (server is None or not server.exists()):
-                print("iris bench: llama-server column skipped: no --server binary (see `iris bench --help` for "
-                      "how to build it from the llama-cpp-python 0.3.36 sdist)", file=sys.stderr)
-                continue
-            cmd = [sys.executable, "-m", "app.bench", "--worker", eng, "--lm", str(lm), "--mmproj", str(mm),
-                   "--n-ctx", str(n_ctx), "--max-tokens", str(max_tokens), "--images", *map(str, images)]
-            if threads:
-                cmd += ["--threads", str(threads)]
-            if eng == "server":
-                cmd += ["--server", str(server)]
-            print(f"running {eng} on the {shape} shape …", file=sys.stderr, flush=True)
-            t0 = time.perf_counter()
-            out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-            line = next((x for x in out.stdout.splitlines() if x.startswith("IRIS-BENCH ")), None)
-            if out.returncode != 0 or line is None:
-                raise SystemExit(f"iris bench: the {eng} run failed:\n{out.stderr[-3000:]}")
-            res = json.loads(line[len("IRIS-BENCH "):])
-            for i, row in enumerate(res["rows"], 1):
-                records.append({"engine": eng, "shape": shape, "turn": i, **row})
-            files = lm.stat().st_size + mm.stat().st_size
-            memory.append({"engine": eng, "shape": shape, "peak_rss": res["peak_rss"], "files": files,
-                           "kv_cache": kv_bytes(lm, n_ctx), "wall_s": time.perf_counter() - t0})
+        for rnd in range(1, rounds + 1):
+            # Each round starts with another engine, so no engine always runs on a cold page cache.
+            order = engines[(rnd - 1) % len(engines):] + engines[:(rnd - 1) % len(engines)]
+            for eng in order:
+                cmd = [sys.executable, "-m", "app.bench", "--worker", eng, "--lm", str(lm), "--mmproj", str(mm),
+                       "--n-ctx", str(n_ctx), "--max-tokens", str(max_tokens), "--images", *map(str, images)]
+                if threads:
+                    cmd += ["--threads", str(threads)]
+                if eng == "server":
+                    cmd += ["--server", str(server)]
+                print(f"round {rnd}/{rounds}: {eng} on the {shape} shape …", file=sys.stderr, flush=True)
+                t0 = time.perf_counter()
+                out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+                line = next((x for x in out.stdout.splitlines() if x.startswith("IRIS-BENCH ")), None)
+                if out.returncode != 0 or line is None:
+                    raise SystemExit(_failure(eng, out))
+                res = json.loads(line[len("IRIS-BENCH "):])
+                for i, row in enumerate(res["rows"], 1):
+                    records.append({"engine": eng, "shape": shape, "round": rnd, "turn": i, **row})
+                files = lm.stat().st_size + mm.stat().st_size
+                memory.append({"engine": eng, "shape": shape, "round": rnd, "peak_rss": res["peak_rss"],
+                               "files": files, "kv_cache": kv_bytes(lm, n_ctx), "wall_s": time.perf_counter() - t0})
     return records, memory
 
 
+def _spread(values: list[float | None], fmt: str = "{:.2f}") -> str:
+    """Median (min–max) of a few runs; "not reported" where the engine does not say."""
+    import statistics
+
+    known = [v for v in values if v is not None]
+    if len(known) < len(values):
+        return "not reported"
+    if not known:
+        return "-"
+    med = fmt.format(statistics.median(known))
+    return med if len(known) == 1 else f"{med} ({fmt.format(min(known))}–{fmt.format(max(known))})"
+
+
+def _median(values: list[float]) -> float:
+    import statistics
+
+    return statistics.median(values) if values else 0.0
+
+
 def table(records: list[dict], memory: list[dict]) -> str:
-    """Per-turn figures, the ratios the issue sets targets for, and memory."""
+    """Per-turn medians (min–max over rounds), the ratios the targets are set on, and memory."""
     lines = []
-    by = {(r["engine"], r["shape"], r["turn"]): r for r in records}
+    by: dict[tuple, list[dict]] = {}
+    for r in records:
+        by.setdefault((r["engine"], r["shape"], r["turn"]), []).append(r)
+    rounds = max((r.get("round", 1) for r in records), default=1)
     for shape in dict.fromkeys(r["shape"] for r in records):
-        lines.append(f"\n## {shape}\n")
-        lines.append("| turn | engine | TTFT s | encode s | prompt tok evaluated | decode tok/s |")
-        lines.append("|---|---|---|---|---|---|")
+        lines.append(f"\n## {shape} ({rounds} round{'s' if rounds != 1 else ''}, engines interleaved; "
+                     "median (min–max))\n")
+        lines.append("| turn | engine | TTFT s | image encode s | prompt tok evaluated | decode tok/s | tokens |")
+        lines.append("|---|---|---|---|---|---|---|")
         for turn in range(1, len(TURNS) + 1):
             for eng in ENGINES:
-                r = by.get((eng, shape, turn))
-                if r:
-                    lines.append(f"| {turn} | {eng} | {r['ttft_s']:.2f} | {r['encode_s']:.2f} | "
-                                 f"{r['prompt_tokens_evaluated']} | {r['decode_tok_s']:.2f} |")
+                rs = by.get((eng, shape, turn))
+                if rs:
+                    lines.append(f"| {turn} | {eng} | {_spread([r['ttft_s'] for r in rs])} | "
+                                 f"{_spread([r['encode_s'] for r in rs])} | {rs[0]['prompt_tokens_evaluated']} | "
+                                 f"{_spread([r['decode_tok_s'] for r in rs])} | {rs[0].get('tokens', '-')} |")
         lines.append("")
-        lines.append("| turn | stock TTFT / Iris TTFT | Iris TTFT / server TTFT | Iris decode / server decode |")
-        lines.append("|---|---|---|---|")
+        lines.append("| turn | stock TTFT / Iris TTFT | Iris TTFT / server TTFT | Iris decode / server decode "
+                     "| replies: Iris = server |")
+        lines.append("|---|---|---|---|---|")
         for turn in range(1, len(TURNS) + 1):
             i, s, v = (by.get((e, shape, turn)) for e in ENGINES)
             if not i:
                 continue
-            a = f"{s['ttft_s'] / i['ttft_s']:.1f}x" if s and i["ttft_s"] else "-"
-            b = f"{i['ttft_s'] / v['ttft_s']:.2f}" if v and v["ttft_s"] else "-"
-            c = f"{i['decode_tok_s'] / v['decode_tok_s']:.2f}" if v and v["decode_tok_s"] else "-"
-            lines.append(f"| {turn} | {a} | {b} | {c} |")
+            ti = _median([r["ttft_s"] for r in i])
+            a = f"{_median([r['ttft_s'] for r in s]) / ti:.1f}x" if s and ti else "-"
+            b = f"{ti / _median([r['ttft_s'] for r in v]):.2f}" if v else "-"
+            dv = _median([r["decode_tok_s"] for r in v]) if v else 0.0
+            c = f"{_median([r['decode_tok_s'] for r in i]) / dv:.2f}" if dv else "-"
+            same = ("yes" if i[0].get("text") == v[0].get("text") else "no") if v else "-"
+            lines.append(f"| {turn} | {a} | {b} | {c} | {same} |")
+        sample = by.get(("iris", shape, 2)) or by.get((ENGINES[0], shape, 2))
+        if sample and sample[0].get("text") is not None:
+            lines.append(f"\nIris's reply to turn 2: {sample[0]['text'][:80]!r}")
     if memory:
         lines.append("\n| shape | engine | peak RSS GB | files GB | KV cache GB | RSS / (files + KV) | wall s |")
         lines.append("|---|---|---|---|---|---|---|")
+        mem: dict[tuple, list[dict]] = {}
         for m in memory:
-            ratio = m["peak_rss"] / (m["files"] + m["kv_cache"])
-            lines.append(f"| {m['shape']} | {m['engine']} | {m['peak_rss'] / 1e9:.2f} | {m['files'] / 1e9:.2f} | "
-                         f"{m['kv_cache'] / 1e9:.2f} | {ratio:.2f} | {m['wall_s']:.0f} |")
+            mem.setdefault((m["shape"], m["engine"]), []).append(m)
+        for (shape, eng), ms in mem.items():
+            ratio = [m["peak_rss"] / (m["files"] + m["kv_cache"]) for m in ms]
+            lines.append(f"| {shape} | {eng} | {_spread([m['peak_rss'] / 1e9 for m in ms])} | "
+                         f"{ms[0]['files'] / 1e9:.2f} | {ms[0]['kv_cache'] / 1e9:.2f} | {_spread(ratio)} | "
+                         f"{_spread([m['wall_s'] for m in ms], '{:.0f}')} |")
     return "\n".join(lines)
 
 
@@ -333,6 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-ctx", type=int, default=4096)
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--rounds", type=int, default=3, help="runs of each engine, interleaved (default 3)")
     ap.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "iris-bench")
     ap.add_argument("--json", action="store_true", help="print the per-turn records as JSON")
     ap.add_argument("--save", type=Path, default=None, help="also write records and memory figures to this JSON file")
@@ -347,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     a.workdir.mkdir(parents=True, exist_ok=True)
     records, memory = run(a.shape or ["small", "llava-7b"], a.engine or list(ENGINES), a.server, a.n_ctx,
-                          a.max_tokens, a.threads, a.workdir, a.quant)
+                          a.max_tokens, a.threads, a.workdir, a.quant, max(1, a.rounds))
     if a.save:
         a.save.write_text(json.dumps({"records": records, "memory": memory}, indent=1))
     if a.json:

@@ -112,14 +112,17 @@ def test_bench_runs_iris_and_the_stock_handler_and_prints_json(tmp_path):
 
     r = subprocess.run([sys.executable, "-m", "app", "bench", "--shape", "tiny", "--engine", "iris", "--engine",
                         "stock", "--engine", "server", "--server", str(tmp_path / "absent"), "--max-tokens", "4",
-                        "--workdir", str(tmp_path), "--json"], capture_output=True, text=True, timeout=300)
+                        "--workdir", str(tmp_path), "--rounds", "2", "--json"], capture_output=True, text=True,
+                       timeout=300)
     assert r.returncode == 0, r.stderr
     records = json.loads(r.stdout)
-    assert {(x["engine"], x["turn"]) for x in records} == {(e, t) for e in ("iris", "stock") for t in range(1, 6)}
-    assert set(records[0]) == {"engine", "shape", "turn", "ttft_s", "encode_s", "prompt_tokens_evaluated",
-                               "decode_tok_s"}
-    iris = {x["turn"]: x for x in records if x["engine"] == "iris"}
-    stock = {x["turn"]: x for x in records if x["engine"] == "stock"}
+    assert sorted((x["engine"], x["round"], x["turn"]) for x in records) == sorted(
+        (e, r, t) for e in ("iris", "stock") for r in (1, 2) for t in range(1, 6))
+    assert set(records[0]) >= {"engine", "shape", "round", "turn", "ttft_s", "encode_s", "prompt_tokens_evaluated",
+                               "decode_tok_s", "tokens", "text"}
+    iris = {x["turn"]: x for x in records if x["engine"] == "iris" and x["round"] == 1}
+    stock = {x["turn"]: x for x in records if x["engine"] == "stock" and x["round"] == 1}
+    assert all(x["tokens"] == 4 for x in records)  # end-of-sequence suppressed: the same work everywhere
     # Follow-ups evaluate only the new text on Iris; the stock handler evaluates everything again.
     assert iris[4]["prompt_tokens_evaluated"] < stock[4]["prompt_tokens_evaluated"] / 3
     assert iris[2]["encode_s"] == 0 and stock[2]["encode_s"] >= 0

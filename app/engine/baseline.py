@@ -56,7 +56,7 @@ class StockHandlerBaseline:
         ttft = (calls[0] if calls else time.perf_counter()) - t0
         decode = (n_out - 1) / (calls[-1] - calls[0]) if n_out > 1 and calls[-1] > calls[0] else 0.0
         return text, {"ttft_s": ttft, "encode_s": _SINK.encode_ms / 1000, "prompt_tokens_evaluated": evaluated,
-                      "decode_tok_s": decode}
+                      "decode_tok_s": decode, "tokens": n_out}
 
     def close(self) -> None:
         self.llama.close()

@@ -28,7 +28,7 @@ from app.chat import Conversation, GenParams, Reply, ReplyStats
 from app.engine.caches import EMBED_CACHE_BYTES, SESSION_CACHE_BYTES, EmbeddingCache, KVCache
 from app.engine.logsink import _SINK, _LogSink, route_logs
 from app.engine.mtmd import ImageUnit, MtmdPrompt, Unit, cells
-from app.engine.sampling import sample
+from app.engine.sampling import end_tokens, sample
 from app.errors import (
     ContextTooLong,
     ModelLoadFailed,
@@ -126,6 +126,7 @@ class LlamaCppEngine:
         self.embeddings = EmbeddingCache(EMBED_CACHE_BYTES)
         self.sessions = self.kv.snapshots
         self._mmproj_fp = ""
+        self._eog: list[int] | None = None
         self._sink = _SINK
         # The last prompt count_tokens split, kept open for the prefill of the same turn: each turn
         # is tokenized (and its images decoded and preprocessed) once, not once to fit and once to run.
@@ -222,6 +223,7 @@ class LlamaCppEngine:
             st = Path(mmproj_path).stat()
             # Embeddings depend only on the projector file: the same file keeps its cache across loads.
             self._mmproj_fp = f"{Path(mmproj_path).resolve()}:{st.st_size}:{st.st_mtime_ns}"
+            self._eog = end_tokens(llama)  # a 32k-vocabulary pass: once per load, not once per reply
             dev_lm, dev_mm = self._devices(backend, ngl, pair.lm.n_layer)
             lines = list(self._sink.lines)
             self.model = LoadedModel(
@@ -528,7 +530,7 @@ class LlamaCppEngine:
         base = self.kv.pos()
         try:
             yield from sample(llama, prompt, params, stats, t_start, self._ending,
-                              [] if params.ignore_eos else self._stop_strings() + list(params.stop))
+                              [] if params.ignore_eos else self._stop_strings() + list(params.stop), self._eog)
         finally:
             # What generation evaluated is in the cache too; record it so the next turn reuses it.
             self.kv.units.extend(llama.input_ids[base:llama.n_tokens].tolist())

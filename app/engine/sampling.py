@@ -10,8 +10,16 @@ from typing import Any
 from app.chat import GenParams, ReplyStats
 
 
+def end_tokens(llama: Any) -> list[int]:
+    """The vocabulary's end-of-generation tokens (one pass over it: computed once per model)."""
+    import llama_cpp as L
+
+    vocab = llama._model.vocab
+    return [t for t in range(llama.n_vocab()) if L.llama_vocab_is_eog(vocab, t)]
+
+
 def sample(llama: Any, prompt: list[int], params: GenParams, stats: ReplyStats, t_start: float,
-           stop: Any, stops: list[str]) -> Iterator[str]:
+           stop: Any, stops: list[str], eog: list[int] | None = None) -> Iterator[str]:
     """Generate after prompt (already evaluated), yielding text deltas; stats are final when it ends.
 
     Ends at an end-of-generation token, a stop string (not yielded), max_tokens, the context's end, or
@@ -30,10 +38,10 @@ def sample(llama: Any, prompt: list[int], params: GenParams, stats: ReplyStats, 
     processors = None
     if params.ignore_eos:
         # Benchmarks: every reply runs to max_tokens, so lengths match across engines.
-        eog = [t for t in range(llama.n_vocab()) if L.llama_vocab_is_eog(vocab, t)]
+        ends = eog if eog is not None else end_tokens(llama)
 
         def no_eos(_ids: Any, scores: Any) -> Any:
-            scores[eog] = -float("inf")
+            scores[ends] = -float("inf")
             return scores
 
         processors = L.LogitsProcessorList([no_eos])
