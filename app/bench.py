@@ -273,8 +273,12 @@ def _failure(eng: str, out: subprocess.CompletedProcess) -> str:
     import signal
 
     rc = out.returncode
-    how = (f"killed by {signal.Signals(-rc).name}" if rc < 0 and -rc in signal.Signals._value2member_map_
-           else f"exit status {rc}" if rc else "no result line")
+    how = f"exit status {rc}" if rc else "no result line"
+    if rc < 0:
+        try:
+            how = f"killed by {signal.Signals(-rc).name}"
+        except ValueError:
+            how = f"killed by signal {-rc}"
     tail = "\n".join((out.stderr or "").strip().splitlines()[-15:])
     return f"iris bench: the {eng} run failed ({how}); its last log lines:\n{tail}"
 

@@ -206,7 +206,6 @@ def _embedding_of_another_image(monkeypatch):
 @pytest.mark.parametrize("breakage", [_skip_seq_rm, _one_stale_token, _embedding_of_another_image])
 def test_a_wrong_cache_fails_these_checks(pair_of, images, monkeypatch, breakage):
     reuser, cold = pair_of
-    monkeypatch.setattr(cold, "reuse_kv", False)
     with monkeypatch.context() as m:
         breakage(m)
         with pytest.raises((AssertionError, AppError)):

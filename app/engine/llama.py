@@ -126,7 +126,7 @@ class LlamaCppEngine:
         self.embeddings = EmbeddingCache(EMBED_CACHE_BYTES)
         self.sessions = self.kv.snapshots
         self._mmproj_fp = ""
-        self._eog: list[int] | None = None
+        self._eog: list[int] = []
         self._sink = _SINK
         # The last prompt count_tokens split, kept open for the prefill of the same turn: each turn
         # is tokenized (and its images decoded and preprocessed) once, not once to fit and once to run.

@@ -19,7 +19,7 @@ def end_tokens(llama: Any) -> list[int]:
 
 
 def sample(llama: Any, prompt: list[int], params: GenParams, stats: ReplyStats, t_start: float,
-           stop: Any, stops: list[str], eog: list[int] | None = None) -> Iterator[str]:
+           stop: Any, stops: list[str], eog: list[int]) -> Iterator[str]:
     """Generate after prompt (already evaluated), yielding text deltas; stats are final when it ends.
 
     Ends at an end-of-generation token, a stop string (not yielded), max_tokens, the context's end, or
@@ -38,10 +38,8 @@ def sample(llama: Any, prompt: list[int], params: GenParams, stats: ReplyStats, 
     processors = None
     if params.ignore_eos:
         # Benchmarks: every reply runs to max_tokens, so lengths match across engines.
-        ends = eog if eog is not None else end_tokens(llama)
-
         def no_eos(_ids: Any, scores: Any) -> Any:
-            scores[ends] = -float("inf")
+            scores[eog] = -float("inf")
             return scores
 
         processors = L.LogitsProcessorList([no_eos])
