@@ -132,9 +132,12 @@ def work_iris(lm: Path, mm: Path, images: list[Path], n_ctx: int, max_tokens: in
     from app.engine import LlamaCppEngine
 
     eng = LlamaCppEngine()
+    t0 = time.perf_counter()
     # The GGUF's own chat template, as the stock handler and llama-server use: the same prompt for all three.
     eng.load(lm, mm, n_ctx=n_ctx, n_threads=threads, chat_format="mtmd")
+    load_s = time.perf_counter() - t0
     rows = run_turns(eng, images, max_tokens)
+    rows[0]["load_s"] = load_s
     split = _rss_split()  # measured with the model still loaded
     eng.close()
     rows[-1].update({"rss_" + k.lower(): v for k, v in split.items()})
@@ -155,7 +158,9 @@ def _messages(images: list[Path]) -> list[tuple[dict, int | None]]:
 def work_stock(lm: Path, mm: Path, images: list[Path], n_ctx: int, max_tokens: int, threads: int | None) -> list[dict]:
     from app.engine.baseline import StockHandlerBaseline
 
+    t0 = time.perf_counter()
     base = StockHandlerBaseline(lm, mm, n_ctx, threads)
+    load_s = time.perf_counter() - t0
     history: list[dict] = []
     rows = []
     for msg, _ in _messages(images):
@@ -164,6 +169,7 @@ def work_stock(lm: Path, mm: Path, images: list[Path], n_ctx: int, max_tokens: i
         rows.append({**row, "text": text})
         history.append({"role": "assistant", "content": text})
     base.close()
+    rows[0]["load_s"] = load_s
     return rows
 
 
@@ -180,6 +186,7 @@ def work_server(server: Path, lm: Path, mm: Path, images: list[Path], n_ctx: int
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
+    t_start = time.perf_counter()
     try:
         deadline = time.time() + 600
         while True:
@@ -190,7 +197,8 @@ def work_server(server: Path, lm: Path, mm: Path, images: list[Path], n_ctx: int
             except OSError:
                 if proc.poll() is not None or time.time() > deadline:
                     raise SystemExit("llama-server did not start:\n" + log_path.read_text()[-2000:]) from None
-                time.sleep(0.5)
+                time.sleep(0.05)
+        load_s = time.perf_counter() - t_start  # process start, model load and warm-up
         history: list[dict] = []
         rows = []
         for msg, _ in _messages(images):
@@ -230,6 +238,7 @@ def work_server(server: Path, lm: Path, mm: Path, images: list[Path], n_ctx: int
                          "server_prompt_s": float(timings.get("prompt_ms", 0.0)) / 1000,
                          "tokens": n, "text": text})
             history.append({"role": "assistant", "content": text})
+        rows[0]["load_s"] = load_s
         status = Path(f"/proc/{proc.pid}/status")
         rss = 0
         if status.exists():
@@ -321,7 +330,8 @@ def run(shapes: list[str], engines: list[str], server: Path | None, n_ctx: int, 
                     records.append({"engine": eng, "shape": shape, "round": rnd, "turn": i, **row})
                 files = lm.stat().st_size + mm.stat().st_size
                 memory.append({"engine": eng, "shape": shape, "round": rnd, "peak_rss": res["peak_rss"],
-                               "files": files, "kv_cache": kv_bytes(lm, n_ctx), "wall_s": time.perf_counter() - t0})
+                               "files": files, "kv_cache": kv_bytes(lm, n_ctx), "wall_s": time.perf_counter() - t0,
+                               "load_s": res["rows"][0].get("load_s")})
     return records, memory
 
 
@@ -382,8 +392,9 @@ def table(records: list[dict], memory: list[dict]) -> str:
         if sample and sample[0].get("text") is not None:
             lines.append(f"\nIris's reply to turn 2: {sample[0]['text'][:80]!r}")
     if memory:
-        lines.append("\n| shape | engine | peak RSS GB | files GB | KV cache GB | RSS / (files + KV) | wall s |")
-        lines.append("|---|---|---|---|---|---|---|")
+        lines.append("\n| shape | engine | peak RSS GB | files GB | KV cache GB | RSS / (files + KV) | load s "
+                     "| wall s |")
+        lines.append("|---|---|---|---|---|---|---|---|")
         mem: dict[tuple, list[dict]] = {}
         for m in memory:
             mem.setdefault((m["shape"], m["engine"]), []).append(m)
@@ -391,7 +402,7 @@ def table(records: list[dict], memory: list[dict]) -> str:
             ratio = [m["peak_rss"] / (m["files"] + m["kv_cache"]) for m in ms]
             lines.append(f"| {shape} | {eng} | {_spread([m['peak_rss'] / 1e9 for m in ms])} | "
                          f"{ms[0]['files'] / 1e9:.2f} | {ms[0]['kv_cache'] / 1e9:.2f} | {_spread(ratio)} | "
-                         f"{_spread([m['wall_s'] for m in ms], '{:.0f}')} |")
+                         f"{_spread([m.get('load_s') for m in ms])} | {_spread([m['wall_s'] for m in ms], '{:.0f}')} |")
     return "\n".join(lines)
 
 

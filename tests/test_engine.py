@@ -243,3 +243,16 @@ def test_caches_stay_within_their_bounds(engine, images):
         cache.max_bytes = limit
 
 
+
+
+def test_weights_are_mapped_only_where_no_copy_is_made(monkeypatch):
+    from app.engine.llama import map_weights
+
+    monkeypatch.delenv("IRIS_MMAP", raising=False)
+    assert map_weights(extra=True, ngl=0, n_layer=32) is False    # CPU with repacking: read once
+    assert map_weights(extra=False, ngl=0, n_layer=32) is True    # plain kernels run from the mapping
+    assert map_weights(extra=True, ngl=-1, n_layer=32) is True    # all on the GPU (Metal: zero-copy)
+    assert map_weights(extra=True, ngl=32, n_layer=32) is True
+    assert map_weights(extra=True, ngl=20, n_layer=32) is False   # CPU layers repacked
+    monkeypatch.setenv("IRIS_MMAP", "1")
+    assert map_weights(extra=True, ngl=0, n_layer=32) is True

@@ -123,3 +123,33 @@ def test_extra_buffers_off_gives_the_same_tokens(quant_engine, images, monkeypat
     # after a few tokens, but the first must agree.
     assert plain[0] == base[0], (quant, base, plain)
 
+
+
+def _mapped(path) -> bool:
+    with open("/proc/self/maps") as maps:
+        return any(line.rstrip().endswith(str(path)) for line in maps)
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/maps"), reason="needs Linux's /proc")
+def test_repacked_weights_are_read_not_mapped_and_answer_the_same(quant_engine, images, monkeypatch):
+    # Repacked weights are a copy: keeping the file mapped too would hold the weights twice in RSS.
+    quant, lm, eng = quant_engine
+    if not {"CPU_REPACK", "AMX"} & set(eng.model.weight_buffers):
+        pytest.skip(f"{quant}: no weights repacked on this CPU, so the file stays mapped")
+    assert eng.model.mmap is False and not _mapped(lm)
+    conv = Conversation(turns=[_user("what colour?", images["red"])])
+    eng.reuse_kv = False
+    try:
+        read = _ids(eng, conv)
+        monkeypatch.setenv("IRIS_MMAP", "1")
+        other = LlamaCppEngine()
+        other.load(lm, eng.model.mmproj_path)
+        try:
+            assert other.model.mmap is True and _mapped(lm)
+            other.reuse_kv = False
+            mapped = _ids(other, conv)
+        finally:
+            other.close()
+    finally:
+        eng.reuse_kv = True
+    assert read == mapped  # the same repacked weights either way: the same tokens

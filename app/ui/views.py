@@ -246,4 +246,5 @@ def model_status(services: Services, name: str | None) -> str:
             f"(llama.cpp {getattr(model, 'backend', 'cpu').upper()} build"
             f"{'' if getattr(model, 'extra_buffers', True) else ', AMX kernels off'}) · "
             f"context {model.n_ctx} · {model.image_tokens} tokens for a picture at the encoder's size · up to "
-            f"{model.max_images} images per message")
+            f"{model.max_images} images per message"
+            + (f" · loaded in {model.load_s:.1f} s" if getattr(model, "load_s", 0) else ""))
