@@ -267,13 +267,23 @@ def _say(msg: str) -> None:
         print(msg, flush=True)
 
 
+def _start_page(host: str, port: int) -> Any:
+    """The start page on the app's port, or None when it cannot bind (the app then binds as before)."""
+    from app.startpage import StartPage
+
+    try:
+        return StartPage(host, port)
+    except OSError as exc:
+        logger.warning("no start page on %s:%s (%s)", host, port, exc)
+        return None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import signal
     import webbrowser
 
     from app.instance import SingleInstance
     from app.services import build_services
-    from app.ui import launch
 
     instance = SingleInstance()
     if not instance.acquire():
@@ -310,13 +320,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
             instance.publish(published)
             _say(f"Iris is running at {shown}")
 
+        # The port answers, and the browser opens, before Gradio's seconds-long import: a start page that
+        # turns into the app by itself.
+        start_page = _start_page(host, port)
+        if start_page is not None:
+            instance.publish(open_url)
+        if not args.no_browser:
+            webbrowser.open(open_url)
+        from app.ui import launch
+
         services = build_services(getattr(args, "models_dir", None), with_history=True,
                                   worker=not args.in_process)
         if args.engine:
             services.add_server(args.engine, args.api_key or "")
         try:
-            launch(services, host=host, port=port, open_browser=not args.no_browser, key=key,
-                   on_ready=lambda: ready(open_url, url), fetch_image_urls=args.allow_image_urls)
+            launch(services, host=host, port=port, key=key, on_ready=lambda: ready(open_url, url),
+                   fetch_image_urls=args.allow_image_urls,
+                   before_bind=start_page.close if start_page is not None else None)
         finally:
             services.close()
             if services.history is not None:

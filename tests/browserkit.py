@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from app.cli import free_port
+from app.startpage import HEADER as START_HEADER
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -43,8 +44,10 @@ def iris_server(models_dir: Path, home: Path, **env: str) -> Iterator[tuple[str,
         deadline = time.time() + 60
         while time.time() < deadline:
             try:
-                urllib.request.urlopen(url, timeout=1)
-                break
+                with urllib.request.urlopen(url, timeout=1) as r:
+                    if not r.headers.get(START_HEADER):  # the app itself, not its start page
+                        break
+                time.sleep(0.1)
             except OSError:
                 if proc.poll() is not None:
                     raise RuntimeError(log_path.read_text())

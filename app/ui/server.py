@@ -17,13 +17,14 @@ def _asset(name: str) -> str:
     return (Path(__file__).parent / name).read_text(encoding="utf-8")
 
 
-def launch(services: Services, host: str, port: int, open_browser: bool = True, block: bool = True,
+def launch(services: Services, host: str, port: int, open_browser: bool = False, block: bool = True,
            on_ready: Callable[[], None] | None = None, key: str | None = None,
-           fetch_image_urls: bool = False) -> gr.Blocks:
+           fetch_image_urls: bool = False, before_bind: Callable[[], None] | None = None) -> gr.Blocks:
     """Serve the app and its OpenAI-compatible API at /v1 (until Ctrl+C or SIGTERM when block); never
     with a public share link.
 
     Only requests for this host, from this origin (and with key, when given) reach either: app.webguard.
+    before_bind runs just before the server takes the port (the start page lets go of it there).
     """
     from app import config
     from app.api import routes, services_api
@@ -33,6 +34,8 @@ def launch(services: Services, host: str, port: int, open_browser: bool = True, 
     demo = build_ui(services)
     demo.queue(default_concurrency_limit=1)
     favicon = Path(__file__).resolve().parents[2] / "assets" / "iris.png"
+    if before_bind is not None:
+        before_bind()
     demo.launch(server_name=host, server_port=port, inbrowser=False, share=False, quiet=True,
                 show_error=False, css=_asset("iris.css"), js=_asset("iris.js"), theme=gr.themes.Soft(), footer_links=[],
                 favicon_path=str(favicon) if favicon.exists() else None, max_file_size=config.max_upload_bytes(),
