@@ -44,6 +44,10 @@ class ContextTooLong(AppError):
     """The conversation does not fit the model's context window."""
 
 
+class ReplyInProgress(AppError):
+    """A question, regenerate or edit sent while this conversation is still being answered."""
+
+
 class DownloadError(AppError):
     """A download that could not finish; what was fetched is kept for the next try."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from app.catalog import ModelSpec, load_catalog
 from app.chat import Conversation, GenParams, Reply, Turn, fit_conversation
 from app.download_jobs import DownloadManager
-from app.errors import AppError, NoModelLoaded, TooManyImages, printable
+from app.errors import AppError, NoModelLoaded, ReplyInProgress, TooManyImages, printable
 from app.images import PreparedImage, prepare_image
 from app.settings import Settings, save_settings
 from app.store import ModelPair, ModelStore
@@ -24,6 +25,9 @@ logger = logging.getLogger(__name__)
 REMOTE_SEP = " @ "  # "model @ http://server:port": a model on an added server
 NO_MODEL = "No model is loaded. Pick one above and press Load, or download one on the Models tab."
 IMAGE_MEMORY = 64 * 2**20  # bytes of recently asked-about images kept for the engine
+ASK_GRACE_S = 15.0  # a saved question counts as being answered this long before its reply starts streaming
+BUSY = ("Iris is still answering in this chat. Wait for the answer (or press Stop), then send again; "
+        "your message stays in the box.")
 
 
 class Engine(Protocol):
@@ -91,8 +95,10 @@ class Services:
     # OpenAI-compatible servers by their root URL; engine is one of them while one of their models is picked.
     remotes: dict[str, Any] = field(default_factory=dict)
     local: Any = None  # the engine for installed models (LlamaCppEngine, the worker, or a fake)
-    _running: set[Reply] = field(default_factory=set, repr=False)  # replies streaming for the UI
+    _running: dict[Reply, str] = field(default_factory=dict, repr=False)  # replies streaming for the UI, by cid
+    _asked: dict[str, float] = field(default_factory=dict, repr=False)  # cid -> when its unanswered question was saved
     _loaded_options: dict = field(default_factory=dict, repr=False)  # what the resident model was loaded with
+    loading: int = 0  # loads in progress (a page that sees the model change meanwhile waits for its own)
 
     def __post_init__(self) -> None:
         if self.local is None:
@@ -114,13 +120,16 @@ class Services:
             options.setdefault("max_images", spec.images_per_message)
         if self.loaded == pair and self._loaded_options == options:
             return pair  # resident with these settings; a new context size or GPU layers loads it again
+        self.loading += 1
         try:
             self.engine.load(pair.lm, pair.mmproj, chat_format=pair.chat_format, **options)
+            self.loaded, self._loaded_options = pair, options
         except AppError:
             if self.engine.model is None:  # the previous model went too (a crashed or cancelled load)
                 self.loaded = None
             raise
-        self.loaded, self._loaded_options = pair, options
+        finally:
+            self.loading -= 1
         if self.history is not None:
             self.update_settings(last_model=pair.name)
         return pair
@@ -174,9 +183,13 @@ class Services:
                 raise AppError(f"{printable(p.name, 60)} is not a .gguf file Iris can read. Give the full path of "
                                "the LM .gguf and of its mmproj .gguf.")
         self.engine = self.local
-        self.engine.load(lm, mmproj, chat_format=chat_format, **self.load_options)
-        self.loaded = ModelPair(name=lm.stem, lm=lm, mmproj=mmproj,
-                                size=lm.stat().st_size + mmproj.stat().st_size)
+        self.loading += 1
+        try:
+            self.engine.load(lm, mmproj, chat_format=chat_format, **self.load_options)
+            self.loaded = ModelPair(name=lm.stem, lm=lm, mmproj=mmproj,
+                                    size=lm.stat().st_size + mmproj.stat().st_size)
+        finally:
+            self.loading -= 1
         return self.loaded
 
     def _spec(self, catalog_id: str | None) -> ModelSpec | None:
@@ -259,6 +272,8 @@ class Services:
         text = text.strip()
         if not text and not images:
             raise AppError("Type a question or add an image first.")
+        if cid is not None:
+            self._check_idle(cid)
         if self.loaded is None:
             raise NoModelLoaded(NO_MODEL)
         self.check_image_count(len(images))  # before reading the files: the limit is the news
@@ -279,7 +294,18 @@ class Services:
             raise
         for img in prepared:
             self._remember(img)
+        self._asked[cid] = time.monotonic()
         return cid
+
+    def answering(self, cid: str) -> bool:
+        """Whether a reply in this conversation is streaming, or its question was just saved and waits for one."""
+        asked = self._asked.get(cid)
+        return cid in self._running.values() or (asked is not None and time.monotonic() - asked < ASK_GRACE_S)
+
+    def _check_idle(self, cid: str) -> None:
+        # A second question saved while the first is answered would take the first one's answer.
+        if self.answering(cid):
+            raise ReplyInProgress(BUSY)
 
     def _prepared(self, item: PreparedImage | str | Path) -> PreparedImage:
         """An attached file as a clean image; decoded once while it is attached (the input box asks often)."""
@@ -322,6 +348,13 @@ class Services:
 
     def reply(self, cid: str) -> Reply:
         """Answer the conversation's last question: a Reply whose text is saved when it ends (a stopped one too)."""
+        try:
+            return self._reply(cid)
+        except BaseException:
+            self._asked.pop(cid, None)
+            raise
+
+    def _reply(self, cid: str) -> Reply:
         self._history()
         if self.loaded is None:
             raise NoModelLoaded(NO_MODEL)
@@ -340,23 +373,27 @@ class Services:
         inner = self.engine.stream_reply(conv, self.params, session=cid)
         return inner.through(self._saving(cid, inner), notice)  # cancelling it ends the engine's reply
 
-    def stop(self) -> None:
-        """End the replies asked for through these services (the UI's), not those of API clients."""
-        for reply in list(self._running):
+    def stop(self, cid: str | None = None) -> int:
+        """End the replies asked for through these services (the UI's), not those of API clients: those of
+        conversation cid (a page's own), or all of them; return how many were asked to end."""
+        mine = [r for r, c in list(self._running.items()) if cid is None or c == cid]
+        for reply in mine:
             reply.cancel()
+        return len(mine)
 
     def _saving(self, cid: str, inner: Reply) -> Iterator[str]:
         from app.history import StoredMessage
 
         failed = False
-        self._running.add(inner)
+        self._running[inner] = cid
         try:
             yield from inner
         except AppError:
             failed = True
             raise
         finally:
-            self._running.discard(inner)
+            self._running.pop(inner, None)
+            self._asked.pop(cid, None)
             # Saved even when stopped or when the browser went away: only the unfinished tokens are lost.
             if not failed or inner.text:
                 stats = {k: v for k, v in asdict(inner.stats).items() if k != "token_ids"}
@@ -366,6 +403,7 @@ class Services:
     def regenerate(self, cid: str) -> Reply:
         """Replace the last reply with a new one."""
         h = self._history()
+        self._check_idle(cid)
         stored = h.get(cid)
         if stored.messages and stored.messages[-1].role == "assistant":
             h.truncate(cid, len(stored.messages) - 1)
@@ -374,6 +412,7 @@ class Services:
     def edit(self, cid: str, index: int, text: str) -> Reply:
         """Change question number index, drop everything after it, and answer again."""
         h = self._history()
+        self._check_idle(cid)
         stored = h.get(cid)
         if not 0 <= index < len(stored.messages) or stored.messages[index].role != "user":
             raise AppError("Only your own questions can be edited.")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from app.chat import Conversation, GenParams, Turn, fit_conversation
-from app.errors import AppError, NoModelLoaded, TooManyImages
+from app.errors import AppError, NoModelLoaded, ReplyInProgress, TooManyImages
 from app.history import History, HistoryDiskFull, StoredMessage
 from app.images import prepare_image
 from app.services import build_services
@@ -206,7 +206,12 @@ def test_a_refused_first_question_leaves_no_empty_chat(services, images, tmp_pat
     cid = services.ask(None, "What colour?", [images["red"]], system="Be brief.")
     stored = services.history.get(cid)
     assert stored.system == "Be brief." and stored.messages[0].images
-    assert services.ask(cid, "and now?") == cid and len(services.history.get(cid).messages) == 2
+    # A second question before the first is answered would take the first one's answer: refused in words.
+    with pytest.raises(ReplyInProgress, match="still answering"):
+        services.ask(cid, "and now?")
+    assert len(services.history.get(cid).messages) == 1
+    "".join(services.reply(cid))
+    assert services.ask(cid, "and now?") == cid and len(services.history.get(cid).messages) == 3
 
 
 def test_the_engine_gets_the_asked_image_from_memory(services, images, monkeypatch):

@@ -20,7 +20,7 @@ import gradio as gr
 
 from app.chat import Reply
 from app.errors import AppError
-from app.services import Services
+from app.services import NO_MODEL, Services
 from app.settings import SYSTEM_PRESETS
 from app.store import human_size
 from app.ui.views import (
@@ -135,19 +135,24 @@ def open_app(s: Services, ui: Parts) -> Update:
                 ui.max_tokens: st.max_tokens, ui.n_ctx: st.n_ctx, ui.n_gpu_layers: st.n_gpu_layers})
     if s.loaded and ui.status not in out:
         out[ui.status] = model_status(s, s.loaded.name)
+    out[ui.seen] = _loaded_name(s)
     return out
+
+
+def _loaded_name(s: Services) -> str | None:
+    return s.loaded.name if s.loaded else None
 
 
 def load_at_start(s: Services, ui: Parts) -> Update:
     """After the page is shown: load the model open_app picked, if nothing is loaded yet."""
     pick = _start_model(s) if s.loaded is None else None
     if pick is None:
-        return {ui.status: gr.skip()}
+        return {ui.status: gr.skip(), ui.seen: _loaded_name(s)}
     try:
         s.load(pick)
     except AppError as exc:  # the page stays usable; the status line says why
-        return {ui.status: load_failed(s, exc)}
-    return {ui.status: model_status(s, pick)}
+        return {ui.status: load_failed(s, exc), ui.seen: _loaded_name(s)}
+    return {ui.status: model_status(s, pick), ui.seen: _loaded_name(s)}
 
 
 def _start_model(s: Services) -> str | None:
@@ -302,9 +307,10 @@ def edit_message(s: Services, ui: Parts, cid: str | None, index: list[int], data
     yield from stream(s, ui, cid, lambda: s.edit(cid, stored_i, str(value)))
 
 
-def stop(s: Services, ui: Parts) -> None:
-    """The reply in progress asked to end (the page's; API clients' replies go on)."""
-    s.stop()
+def stop(s: Services, ui: Parts, cid: str | None) -> None:
+    """The reply in this page's conversation asked to end (other conversations' and API clients' go on)."""
+    if not cid or not s.stop(cid):
+        gr.Info("Nothing is being answered in this chat.")
 
 
 # -- models and settings ----------------------------------------------------------------------------------
@@ -317,8 +323,8 @@ def load_model(s: Services, ui: Parts, name: str | None) -> Update:
         pair = s.load(name)
     except AppError as exc:
         gr.Warning(toast(exc))
-        return {ui.status: load_failed(s, exc)}
-    return {ui.status: model_status(s, pair.name)}
+        return {ui.status: load_failed(s, exc), ui.seen: _loaded_name(s)}
+    return {ui.status: model_status(s, pair.name), ui.seen: _loaded_name(s)}
 
 
 def cancel_load(s: Services, ui: Parts) -> None:
@@ -336,10 +342,10 @@ def load_files(s: Services, ui: Parts, lm: str, mmproj: str) -> Update:
     except AppError as exc:
         gr.Warning(toast(exc))
         line = load_failed(s, exc)
-        return {ui.files_status: line, ui.status: line}
+        return {ui.files_status: line, ui.status: line, ui.seen: _loaded_name(s)}
     gr.Info(f"Loaded {toast(pair.name)}.")
     line = model_status(s, pair.name)
-    return {ui.files_status: line, ui.status: line}
+    return {ui.files_status: line, ui.status: line, ui.seen: _loaded_name(s)}
 
 
 def rescan(s: Services, ui: Parts) -> Update:
@@ -419,10 +425,17 @@ def cancel_download(s: Services, ui: Parts, spec_id: str | None, quant: str | No
     return {ui.jobs: downloads_html(s.downloads.jobs())}
 
 
-def poll(s: Services, ui: Parts, known: list) -> Update:
-    """Every second: the download bars, and the model lists once a download has finished."""
+def poll(s: Services, ui: Parts, known: list, seen: str | None) -> Update:
+    """Every second: the download bars, the model lists once a download has finished, and the status line
+    once another window (or the API) has loaded another model: there is one engine for every window."""
     jobs = s.downloads.jobs()
     out: Update = {ui.jobs: downloads_html(jobs)}
+    name = _loaded_name(s)
+    if name != seen and not s.loading:
+        out.update({ui.status: model_status(s, name) if name else NO_MODEL, ui.seen: name})
+        if name:
+            out[ui.model] = gr.update(value=name)
+            gr.Info(f"{toast(name)} was loaded in another window; this window's chats use it now.")
     # The folder is scanned (every GGUF header read) only when a download has just finished, not every tick.
     finished = [(j.name, id(j)) for j in jobs if j.folder is not None]
     if finished != known:

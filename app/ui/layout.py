@@ -30,6 +30,7 @@ class Parts:
     index: Any  # gr.State: for each chatbot message, the stored message it shows
     accepted: Any  # gr.State: whether the last question was saved (so respond answers it)
     finished: Any  # gr.State: downloads already seen finished
+    seen: Any  # gr.State: the model this page last showed as loaded (another window may load another)
     conversations: Any
     new_chat: Any
     search: Any
@@ -87,7 +88,7 @@ def layout(services: Services) -> Parts:
     st = services.settings
     preferred = st.last_model if st.last_model in choice_values(names) else current_model(services, names)
     c: dict[str, Any] = {"cid": gr.State(None), "index": gr.State([]), "accepted": gr.State(False),
-                         "finished": gr.State([])}
+                         "finished": gr.State([]), "seen": gr.State(None)}
     with gr.Sidebar(label="Conversations", elem_id="iris-sidebar", open=True):
         c["new_chat"] = gr.Button("+ New chat", variant="primary", elem_id="iris-new-chat")
         c["search"] = gr.Textbox(placeholder="Search conversations…", show_label=False, elem_id="iris-search")
@@ -212,8 +213,8 @@ def wire(demo: gr.Blocks, services: Services, ui: Parts) -> None:
     reply = [ui.chatbot, ui.index, ui.gauge, ui.title, ui.notice]
     settings = [ui.system, ui.temperature, ui.top_p, ui.max_tokens, ui.n_ctx, ui.n_gpu_layers]
     lists = [ui.model, ui.installed, ui.remove_name, ui.problems]
-    demo.load(on(h.open_app), None, [ui.conversations, ui.cid, *shown, ui.status, *settings, *lists]).then(
-        on(h.load_at_start), None, ui.status)
+    demo.load(on(h.open_app), None, [ui.conversations, ui.cid, *shown, ui.status, *settings, *lists, ui.seen]).then(
+        on(h.load_at_start), None, [ui.status, ui.seen])
     ui.conversations.input(on(h.select_conv), ui.conversations, page)
     ui.new_chat.click(on(h.new_chat), None, page)
     ui.chatbot.clear(on(h.new_chat), None, page)  # the bin icon: a fresh chat
@@ -226,7 +227,7 @@ def wire(demo: gr.Blocks, services: Services, ui: Parts) -> None:
     ui.regenerate.click(on(h.regenerate), ui.cid, reply)
     ui.chatbot.retry(on(h.regenerate), ui.cid, reply)
     ui.chatbot.edit(on(h.edit_message), [ui.cid, ui.index], reply)
-    ui.stop.click(on(h.stop), None, None, queue=False)
+    ui.stop.click(on(h.stop), ui.cid, None, concurrency_limit=None, show_progress="hidden")  # at once, with its toast
     ui.rename.click(on(h.rename), [ui.cid, ui.title, ui.search], ui.conversations)
     ui.delete.click(on(h.delete), [ui.cid, ui.delete], page,
                     js="(cid, b) => [cid, confirm('Delete this conversation and its images?')]")
@@ -234,9 +235,9 @@ def wire(demo: gr.Blocks, services: Services, ui: Parts) -> None:
     ui.export_json.click(on(h.export, kind="json"), ui.cid, ui.export_file)
     ui.import_file.upload(on(h.import_conv), ui.import_file, [ui.conversations, ui.cid, *shown])
 
-    ui.load.click(on(h.load_model), ui.model, ui.status)
+    ui.load.click(on(h.load_model), ui.model, [ui.status, ui.seen])
     ui.cancel_load.click(on(h.cancel_load), None, None, queue=False)
-    ui.load_files.click(on(h.load_files), [ui.lm_path, ui.mm_path], [ui.files_status, ui.status])
+    ui.load_files.click(on(h.load_files), [ui.lm_path, ui.mm_path], [ui.files_status, ui.status, ui.seen])
     ui.rescan.click(on(h.rescan), None, [ui.model, ui.problems])
     ui.add_server.click(on(h.add_server), [ui.server_url, ui.server_key], [ui.server_status, ui.model])
     ui.preset.input(on(h.pick_preset), ui.preset, ui.system).then(on(h.save_system), [ui.cid, ui.system], None)
@@ -249,7 +250,8 @@ def wire(demo: gr.Blocks, services: Services, ui: Parts) -> None:
     ui.quant.change(on(h.pick_quant), [ui.entry, ui.quant], ui.details)
     ui.download.click(on(h.start_download), [ui.entry, ui.quant], ui.jobs, concurrency_limit=None)
     ui.cancel.click(on(h.cancel_download), [ui.entry, ui.quant], ui.jobs, queue=False)
-    ui.timer.tick(on(h.poll), ui.finished, [ui.jobs, ui.model, ui.installed, ui.remove_name, ui.finished],
+    ui.timer.tick(on(h.poll), [ui.finished, ui.seen],
+                  [ui.jobs, ui.model, ui.installed, ui.remove_name, ui.finished, ui.status, ui.seen],
                   concurrency_limit=None, show_progress="hidden")
     ui.remove.click(on(h.remove_model), ui.remove_name, [ui.installed, ui.remove_name, ui.model],
                     js="(n) => (n && confirm('Delete ' + n + ' from disk?')) ? n : null")

@@ -1,0 +1,108 @@
+"""Real use in headless Chromium: a question sent while a reply streams is refused in words and kept in the
+box (never lost, never answered out of order); the same image attached twice goes out twice; Stop in one tab
+ends only that tab's reply; a model loaded in one tab is named in the other tab's status line."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+from browserkit import browser_page, needs_chromium, shot
+from fakeengine import FakeEngine
+from servekit import serving
+
+from app.services import build_services
+
+pytestmark = needs_chromium
+
+LONG = "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen"
+
+
+def ask(pg, text: str) -> None:
+    pg.locator("#iris-input textarea").fill(text)
+    pg.locator("#iris-input textarea").press("Enter")
+
+
+def wait_until(check, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_a_question_sent_while_a_reply_streams_is_kept_and_answered_in_order(models_dir, tmp_path):
+    engine = FakeEngine([LONG, "The second answer."], delay=0.15)
+    services = build_services(models_dir, engine=engine, with_history=True)
+    with serving(services, 7960) as port, browser_page(f"http://127.0.0.1:{port}/") as pg:
+        pg.locator("#iris-status", has_text="Loaded").wait_for(timeout=20000)
+        ask(pg, "First question")
+        pg.locator("#iris-chat .bot-row", has_text="one two").wait_for(timeout=20000)
+        ask(pg, "Second question")
+        pg.get_by_text("still answering in this chat", exact=False).first.wait_for(timeout=10000)
+        assert pg.locator("#iris-input textarea").input_value() == "Second question"  # kept to send again
+        shot(pg, "busy-question-refused")
+        pg.locator("#iris-chat .bot-row", has_text="sixteen").wait_for(timeout=30000)
+        cid = services.history.list()[0].id
+        wait_until(lambda: not services.answering(cid))
+        pg.locator("#iris-input textarea").press("Enter")
+        pg.locator("#iris-chat .bot-row", has_text="The second answer.").wait_for(timeout=20000)
+        msgs = services.history.get(cid).messages
+        assert [(m.role, m.text) for m in msgs] == [
+            ("user", "First question"), ("assistant", LONG), ("user", "Second question"),
+            ("assistant", "The second answer.")]
+        assert [t.text for t in engine.asked[-1].turns] == ["First question", LONG, "Second question"]
+
+
+def test_the_same_image_attached_again_goes_out_again(models_dir, images):
+    engine = FakeEngine(["A red square.", "Still red."])
+    services = build_services(models_dir, engine=engine, with_history=True)
+    with serving(services, 7965) as port, browser_page(f"http://127.0.0.1:{port}/") as pg:
+        pg.locator("#iris-status", has_text="Loaded").wait_for(timeout=20000)
+        for n in range(2):
+            with pg.expect_file_chooser() as chooser:
+                pg.locator("#iris-input [data-testid=upload-button]").click()
+            # A browser fires no change event when the picked file equals the input's current value, so the
+            # input must be empty as the picker opens (Gradio 6.31's upload button empties it).
+            assert pg.evaluate("() => document.querySelector('#iris-input input[type=file]').value") == ""
+            chooser.value.set_files(str(images["red"]))
+            pg.locator("#iris-input img").first.wait_for(timeout=10000)
+            ask(pg, f"question {n}")
+            pg.locator("#iris-chat .bot-row").nth(n).wait_for(timeout=20000)
+            wait_until(lambda n=n: len(engine.asked) == n + 1)
+            assert len(engine.asked[-1].turns[-1].images) == 1
+
+
+def test_stop_ends_only_this_tabs_reply_and_a_model_switch_is_named_in_the_other_tab(models_dir, tmp_path):
+    models = tmp_path / "models"
+    shutil.copytree(models_dir / "tiny-llava", models / "tiny-llava")
+    shutil.copytree(models / "tiny-llava", models / "second")
+    for f in (models / "second").iterdir():
+        f.rename(f.with_name(f.name.replace("tiny-llava", "second")))
+    engine = FakeEngine([LONG, "Answer in tab two."], delay=0.15)
+    services = build_services(models, engine=engine, with_history=True)
+    services.update_settings(last_model="tiny-llava")
+    with serving(services, 7970) as port:
+        url = f"http://127.0.0.1:{port}/"
+        with browser_page(url) as one:
+            two = one.context.browser.new_context().new_page()  # a second window: its own Gradio session
+            two.goto(url)
+            for pg in (one, two):
+                pg.locator("#iris-status", has_text="Loaded tiny-llava").wait_for(timeout=20000)
+            ask(one, "Tab one asks")
+            one.locator("#iris-chat .bot-row", has_text="one two").wait_for(timeout=20000)
+            two.locator("#iris-new-chat").click()
+            two.locator("#iris-stop").click()  # nothing of tab two's is running
+            two.get_by_text("Nothing is being answered in this chat", exact=False).first.wait_for(timeout=10000)
+            one.locator("#iris-chat .bot-row", has_text="sixteen").wait_for(timeout=30000)
+            cid = services.history.list()[0].id
+            wait_until(lambda: len(services.history.get(cid).messages) == 2)
+            assert services.history.get(cid).messages[-1].stats["finish_reason"] != "stopped"
+
+            # Tab two loads the other model: tab one's status line names it within a few seconds.
+            two.locator("#iris-model input").click()
+            two.get_by_role("option", name="second").click()
+            two.locator("#iris-load").click()
+            two.locator("#iris-status", has_text="Loaded second").wait_for(timeout=20000)
+            one.locator("#iris-status", has_text="Loaded second").wait_for(timeout=10000)
+            one.get_by_text("was loaded in another window", exact=False).first.wait_for(timeout=10000)
+            shot(one, "model-switched-in-another-tab")
