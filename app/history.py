@@ -2,6 +2,10 @@
 
 Every message is committed as soon as it exists (WAL journal), so a crash or kill -9 loses at most the
 reply being generated.
+
+Messages form a tree: each has a parent (the message before it), so an edited question or a regenerated
+answer is a new sibling and the old version stays. A conversation's head is the last message of the
+branch on screen; get() walks from it to the root.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from app import config
 from app.errors import AppError, printable
@@ -32,7 +36,8 @@ CREATE TABLE IF NOT EXISTS conversations (
     title TEXT NOT NULL,
     system TEXT NOT NULL DEFAULT '',
     created REAL NOT NULL,
-    updated REAL NOT NULL
+    updated REAL NOT NULL,
+    head INTEGER
 );
 CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -44,22 +49,44 @@ CREATE TABLE IF NOT EXISTS messages (
     model TEXT,
     stats TEXT,
     created REAL NOT NULL,
+    parent INTEGER,
     UNIQUE (conv_id, seq)
 );
 CREATE INDEX IF NOT EXISTS conversations_updated ON conversations(updated DESC);
 """
-EXPORT_FORMAT = "iris-conversation/1"
+# Databases written before branches: each message's parent is the one before it, the head the last one.
+MIGRATE_TREE = """
+ALTER TABLE conversations ADD COLUMN head INTEGER;
+ALTER TABLE messages ADD COLUMN parent INTEGER;
+UPDATE messages SET parent = (SELECT p.id FROM messages p WHERE p.conv_id = messages.conv_id
+                              AND p.seq = messages.seq - 1);
+UPDATE conversations SET head = (SELECT m.id FROM messages m WHERE m.conv_id = conversations.id
+                                 ORDER BY m.seq DESC LIMIT 1);
+"""
+EXPORT_FORMAT = "iris-conversation/2"  # /2: messages carry their parent (branches); /1 (linear) still imports
+OLD_FORMATS = ("iris-conversation/1",)
 
 
 @dataclass
 class StoredMessage:
-    """One saved message; images are content hashes in the image store."""
+    """One saved message; images are content hashes in the image store.
+
+    id and versions are filled in by History.get: versions lists the ids of this message and its other
+    versions (edits of the same question, regenerations of the same answer), oldest first.
+    """
 
     role: str
     text: str
     images: list[str] = field(default_factory=list)
     model: str | None = None
     stats: dict | None = None
+    id: int | None = None
+    versions: list[int] = field(default_factory=list)
+
+    @property
+    def version(self) -> tuple[int, int]:
+        """(k, n): this is version k of n."""
+        return (self.versions.index(self.id) + 1, len(self.versions)) if self.id in self.versions else (1, 1)
 
 
 @dataclass
@@ -179,14 +206,25 @@ def _clean_stats(val: object) -> dict | None:
     return out or None
 
 
-def validate_import(data: object) -> tuple[str, str, list[StoredMessage], dict[str, PreparedImage]]:
+class Imported(NamedTuple):
+    """An exported conversation, checked: messages in order, each one's parent (a position before it)."""
+
+    title: str
+    system: str
+    messages: list[StoredMessage]
+    parents: list[int | None]
+    head: int | None
+    images: dict[str, PreparedImage]
+
+
+def validate_import(data: object) -> Imported:
     """Check a whole exported conversation before anything is written; raise InvalidImport naming the problem."""
     from app.images import prepare_image
 
     def bad(what: str) -> InvalidImport:
         return InvalidImport(f"This conversation file cannot be imported: {what}. Nothing was imported.")
 
-    if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
+    if not isinstance(data, dict) or data.get("format") not in (EXPORT_FORMAT, *OLD_FORMATS):
         raise InvalidImport("This file is not a conversation exported by Iris (its format is not "
                             f"'{EXPORT_FORMAT}'). Nothing was imported.")
     title, system = data.get("title", ""), data.get("system", "")
@@ -198,9 +236,19 @@ def validate_import(data: object) -> tuple[str, str, list[StoredMessage], dict[s
     if len(raw_msgs) > MAX_MESSAGES or len(raw_imgs) > MAX_IMPORT_IMAGES:
         raise bad(f"it holds more than {MAX_MESSAGES} messages or {MAX_IMPORT_IMAGES} images")
     messages = []
+    parents: list[int | None] = []
+    tree = data.get("format") == EXPORT_FORMAT
     for n, m in enumerate(raw_msgs, 1):
         if not isinstance(m, dict):
             raise bad(f"message {n} is not a message")
+        parent = m.get("parent") if tree else n - 2
+        if parent == -1:
+            parent = None
+        # A parent stands before its message: no cycles, no dangling branches.
+        if parent is not None and (isinstance(parent, bool) or not isinstance(parent, int)
+                                   or not 0 <= parent < n - 1):
+            raise bad(f"message {n}'s parent is not a message before it")
+        parents.append(parent)
         role, text, imgs = m.get("role"), m.get("text", ""), m.get("images", [])
         if role not in ("user", "assistant"):
             raise bad(f"message {n} has the role {printable(role, 40)!r} (user or assistant expected)")
@@ -229,7 +277,11 @@ def validate_import(data: object) -> tuple[str, str, list[StoredMessage], dict[s
             raise bad(f"an image in it cannot be used ({exc})") from None
     if len(system) > MAX_TEXT:
         raise bad("its system prompt is too long")
-    return _text(" ".join(title.split()), 120) or "Imported chat", system, messages, images
+    head = data.get("head", len(messages) - 1) if tree else len(messages) - 1
+    if head is not None and (isinstance(head, bool) or not isinstance(head, int) or not 0 <= head < len(messages)):
+        raise bad("the message it shows last is not one of its messages")
+    return Imported(_text(" ".join(title.split()), 120) or "Imported chat", system, messages, parents,
+                    head if messages else None, images)
 
 
 def _file_stem(title: str, limit: int) -> str:
@@ -246,6 +298,24 @@ def default_title(text: str, n_images: int) -> str:
     return words if len(words) <= 60 else words[:57].rstrip() + "…"
 
 
+def _branch(rows: list[tuple], head: object) -> tuple[list[tuple], dict[object, list[int]]]:
+    """The rows from the root to head (each row starts with id, parent), and each parent's children in order."""
+    by_id = {r[0]: r for r in rows}
+    children: dict[object, list[int]] = {}
+    for r in rows:
+        children.setdefault(r[1], []).append(r[0])
+    if head not in by_id:  # no head recorded (or a stale one): the newest message
+        head = rows[-1][0] if rows else None
+    path: list[tuple] = []
+    seen: set[int] = set()
+    node = by_id.get(head)
+    while node is not None and node[0] not in seen:  # a hand-made cycle ends the walk
+        seen.add(node[0])
+        path.append(node)
+        node = by_id.get(node[1])
+    return path[::-1], children
+
+
 class History:
     """The conversation store. Thread-safe: one connection guarded by a lock (Gradio runs handlers in threads)."""
 
@@ -259,6 +329,9 @@ class History:
             self._db.execute("PRAGMA synchronous=NORMAL")  # committed = survives a crash of the app
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(SCHEMA)
+            columns = {r[1] for r in self._db.execute("PRAGMA table_info(messages)")}
+            if "parent" not in columns:
+                self._db.executescript("BEGIN;" + MIGRATE_TREE + "COMMIT;")
 
     def close(self) -> None:
         with self._lock:
@@ -301,7 +374,8 @@ class History:
         cid = uuid.uuid4().hex
         now = time.time()
         with self._lock:
-            self._db.execute("INSERT INTO conversations VALUES (?, ?, ?, ?, ?)", (cid, title, system, now, now))
+            self._db.execute("INSERT INTO conversations (id, title, system, created, updated) VALUES (?, ?, ?, ?, ?)",
+                             (cid, title, system, now, now))
         return cid
 
     def list(self, search: str = "", limit: int = 500) -> list[ConversationSummary]:
@@ -318,55 +392,76 @@ class History:
         return [ConversationSummary(*r) for r in rows]
 
     def get(self, cid: str) -> StoredConversation:
-        """One conversation with its messages."""
+        """One conversation with the messages of the branch on screen (root to head)."""
         with self._lock:
-            row = self._db.execute("SELECT title, system, updated FROM conversations WHERE id = ?", (cid,)).fetchone()
+            row = self._db.execute("SELECT title, system, updated, head FROM conversations WHERE id = ?",
+                                   (cid,)).fetchone()
             if row is None:
                 raise AppError("That conversation no longer exists; it may have been deleted in another window.")
-            msgs = self._db.execute(
-                "SELECT role, text, images, model, stats FROM messages WHERE conv_id = ? ORDER BY seq", (cid,)
-            ).fetchall()
+            rows = self._db.execute(
+                "SELECT id, parent, role, text, images, model, stats FROM messages WHERE conv_id = ? ORDER BY seq",
+                (cid,)).fetchall()
+        path, children = _branch(rows, row[3])
         # Whatever a row holds (an old version, a hand-edited database), the conversation still opens.
         return StoredConversation(cid, _text(row[0], 200) or "Untitled", row[1] if isinstance(row[1], str) else "", [
             StoredMessage(r if r in ("user", "assistant") else "user", t if isinstance(t, str) else "", _shas(i),
-                          _text(m, 200) if m else None, _stats(s)) for r, t, i, m, s in msgs
+                          _text(m, 200) if m else None, _stats(s), mid, children.get(parent, [mid]))
+            for mid, parent, r, t, i, m, s in path
         ], row[2] if isinstance(row[2], (int, float)) else 0.0)
 
     @_writes
-    def append(self, cid: str, msg: StoredMessage) -> int:
-        """Add a message at the end (committed at once); return its index."""
+    def append(self, cid: str, msg: StoredMessage, parent: int | None | str = "head") -> int:
+        """Add a message after parent (by default the head), committed at once; it becomes the head. Its id."""
         now = time.time()
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                (n,) = self._db.execute("SELECT COUNT(*) FROM messages WHERE conv_id = ?", (cid,)).fetchone()
-                self._db.execute(
-                    "INSERT INTO messages (conv_id, seq, role, text, images, model, stats, created)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                if parent == "head":
+                    (parent,) = self._db.execute("SELECT head FROM conversations WHERE id = ?", (cid,)).fetchone() \
+                        or (None,)
+                (n,) = self._db.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM messages WHERE conv_id = ?",
+                                        (cid,)).fetchone()
+                cur = self._db.execute(
+                    "INSERT INTO messages (conv_id, seq, role, text, images, model, stats, created, parent)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (cid, n, msg.role, msg.text, json.dumps(msg.images), msg.model,
-                     json.dumps(msg.stats) if msg.stats else None, now))
+                     json.dumps(msg.stats) if msg.stats else None, now, parent))
+                mid = cur.lastrowid
                 if n == 0 and msg.role == "user":
                     self._db.execute("UPDATE conversations SET title = ? WHERE id = ? AND title = 'New chat'",
                                      (default_title(msg.text, len(msg.images)), cid))
-                self._db.execute("UPDATE conversations SET updated = ? WHERE id = ?", (now, cid))
+                self._db.execute("UPDATE conversations SET updated = ?, head = ? WHERE id = ?", (now, mid, cid))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-        return n
+        assert mid is not None
+        return mid
 
     @_writes
-    def truncate(self, cid: str, keep: int) -> None:
-        """Keep the first keep messages (regenerate, edit)."""
+    def set_head(self, cid: str, mid: int | None) -> None:
+        """Show the branch that ends at message mid (None: before the first message)."""
         with self._lock:
-            self._db.execute("DELETE FROM messages WHERE conv_id = ? AND seq >= ?", (cid, keep))
-            self._db.execute("UPDATE conversations SET updated = ? WHERE id = ?", (time.time(), cid))
+            self._db.execute("UPDATE conversations SET head = ? WHERE id = ? AND (? IS NULL OR EXISTS "
+                             "(SELECT 1 FROM messages WHERE id = ? AND conv_id = ?))", (mid, cid, mid, mid, cid))
 
-    @_writes
-    def set_text(self, cid: str, index: int, text: str) -> None:
-        """Replace one message's text (an edited question)."""
+    def switch_version(self, cid: str, mid: int, step: int) -> None:
+        """Show another version of message mid (step -1: the one before, +1: the one after), with the newest
+        messages that follow it."""
         with self._lock:
-            self._db.execute("UPDATE messages SET text = ? WHERE conv_id = ? AND seq = ?", (text, cid, index))
+            rows = self._db.execute("SELECT id, parent FROM messages WHERE conv_id = ? ORDER BY seq",
+                                    (cid,)).fetchall()
+        parents = dict(rows)
+        if mid not in parents:
+            raise AppError("That message is no longer in this conversation.")
+        children: dict[int | None, list[int]] = {}
+        for m, p in rows:
+            children.setdefault(p, []).append(m)
+        versions = children[parents[mid]]
+        node = versions[max(0, min(len(versions) - 1, versions.index(mid) + step))]
+        while children.get(node):
+            node = children[node][-1]  # the newest reply under it, and so on down
+        self.set_head(cid, node)
 
     @_writes
     def rename(self, cid: str, title: str) -> None:
@@ -396,35 +491,48 @@ class History:
     # -- export / import -------------------------------------------------------------------------------
 
     def export_json(self, cid: str) -> dict:
-        """The conversation with its images embedded (base64 PNG), importable on another machine."""
+        """The conversation with every branch (each message's parent as its position) and its images embedded
+        (base64 PNG), importable on another machine."""
         conv = self.get(cid)
-        shas = {s for m in conv.messages for s in m.images}
+        with self._lock:
+            rows = self._db.execute("SELECT id, parent, role, text, images, model, stats FROM messages "
+                                    "WHERE conv_id = ? ORDER BY seq", (cid,)).fetchall()
+        at = {r[0]: n for n, r in enumerate(rows)}
+        messages: list[dict[str, Any]] = [
+            {"role": r if r in ("user", "assistant") else "user", "text": t if isinstance(t, str) else "",
+             "images": _shas(i), "model": _text(m, 200) if m else None, "stats": _stats(s),
+             "parent": at.get(parent)} for _, parent, r, t, i, m, s in rows]
+        shas = {s for _, _, _, _, i, _, _ in rows for s in _shas(i)}
         return {
-            "format": EXPORT_FORMAT, "title": conv.title, "system": conv.system,
-            "messages": [vars(m) for m in conv.messages],
+            "format": EXPORT_FORMAT, "title": conv.title, "system": conv.system, "messages": messages,
+            "head": at.get(conv.messages[-1].id) if conv.messages else None,
             "images": {s: base64.b64encode(self.image_path(s).read_bytes()).decode() for s in sorted(shas)},
         }
 
     @_writes
     def import_json(self, data: object) -> str:
-        """Add an exported conversation as a new one; return its id. All or nothing."""
-        title, system, messages, images = validate_import(data)
+        """Add an exported conversation (every branch) as a new one; return its id. All or nothing."""
+        imp = validate_import(data)
         # Images first (content-addressed files: harmless if the insert below fails), then one transaction.
-        stored = {sha: self.save_image(img) for sha, img in images.items()}
-        for m in messages:
-            m.images = [stored[s] for s in m.images]
+        stored = {sha: self.save_image(img) for sha, img in imp.images.items()}
         cid = uuid.uuid4().hex
         now = time.time()
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.execute("INSERT INTO conversations VALUES (?, ?, ?, ?, ?)", (cid, title, system, now, now))
-                for n, m in enumerate(messages):
-                    self._db.execute(
-                        "INSERT INTO messages (conv_id, seq, role, text, images, model, stats, created)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (cid, n, m.role, m.text, json.dumps(m.images), m.model,
-                         json.dumps(m.stats) if m.stats else None, now))
+                self._db.execute("INSERT INTO conversations (id, title, system, created, updated) "
+                                 "VALUES (?, ?, ?, ?, ?)", (cid, imp.title, imp.system, now, now))
+                ids: list[int] = []
+                for n, (m, parent) in enumerate(zip(imp.messages, imp.parents, strict=True)):
+                    cur = self._db.execute(
+                        "INSERT INTO messages (conv_id, seq, role, text, images, model, stats, created, parent)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (cid, n, m.role, m.text, json.dumps([stored[s] for s in m.images]), m.model,
+                         json.dumps(m.stats) if m.stats else None, now,
+                         ids[parent] if parent is not None else None))
+                    ids.append(cur.lastrowid or 0)
+                head = ids[imp.head] if imp.head is not None else None
+                self._db.execute("UPDATE conversations SET head = ? WHERE id = ?", (head, cid))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")

@@ -338,11 +338,12 @@ class Services:
             raise TooManyImages(f"{name} accepts at most {limit} image{'s' if limit != 1 else ''} per message; "
                                 f"this one has {n}. Send them in separate messages.")
 
-    def conversation(self, cid: str) -> Conversation:
-        """A saved conversation as the engine takes it, images loaded from the store."""
-        stored = self._history().get(cid)
+    def conversation(self, cid: str, stored: StoredConversation | None = None) -> Conversation:
+        """A saved conversation (the branch on screen) as the engine takes it, images loaded from the store."""
         h = self._history()
-        turns = [Turn(m.role, m.text, [self._images.get(s) or h.load_image(s) for s in m.images])
+        stored = stored or h.get(cid)
+        turns = [Turn("user" if m.role == "user" else "assistant", m.text,
+                      [self._images.get(s) or h.load_image(s) for s in m.images])
                  for m in stored.messages]
         return Conversation(system=stored.system, turns=turns)
 
@@ -358,9 +359,11 @@ class Services:
         self._history()
         if self.loaded is None:
             raise NoModelLoaded(NO_MODEL)
-        conv = self.conversation(cid)
+        stored = self._history().get(cid)
+        conv = self.conversation(cid, stored)
         if not conv.turns or conv.turns[-1].role != "user":
             raise AppError("There is no question to answer; type one first.")
+        question = stored.messages[-1].id
         notice = ""
         size = getattr(self.engine.model, "n_ctx", 0)
         if size:
@@ -371,7 +374,7 @@ class Services:
                           f"oldest {dropped} message{'s' if dropped != 1 else ''} were left out of this "
                           "reply. They are still saved here.")
         inner = self.engine.stream_reply(conv, self.params, session=cid)
-        return inner.through(self._saving(cid, inner), notice)  # cancelling it ends the engine's reply
+        return inner.through(self._saving(cid, inner, question), notice)  # cancelling it ends the engine's reply
 
     def stop(self, cid: str | None = None) -> int:
         """End the replies asked for through these services (the UI's), not those of API clients: those of
@@ -381,7 +384,7 @@ class Services:
             reply.cancel()
         return len(mine)
 
-    def _saving(self, cid: str, inner: Reply) -> Iterator[str]:
+    def _saving(self, cid: str, inner: Reply, question: int | None) -> Iterator[str]:
         from app.history import StoredMessage
 
         failed = False
@@ -397,28 +400,39 @@ class Services:
             # Saved even when stopped or when the browser went away: only the unfinished tokens are lost.
             if not failed or inner.text:
                 stats = {k: v for k, v in asdict(inner.stats).items() if k != "token_ids"}
+                # Under the question it answers, whatever the page shows meanwhile.
                 self._history().append(cid, StoredMessage("assistant", inner.text, stats=stats,
-                                                          model=self.loaded.name if self.loaded else None))
+                                                          model=self.loaded.name if self.loaded else None),
+                                       parent=question)
 
     def regenerate(self, cid: str) -> Reply:
-        """Replace the last reply with a new one."""
+        """A new version of the last reply; the old one stays as another version of it."""
         h = self._history()
         self._check_idle(cid)
         stored = h.get(cid)
-        if stored.messages and stored.messages[-1].role == "assistant":
-            h.truncate(cid, len(stored.messages) - 1)
+        if len(stored.messages) > 1 and stored.messages[-1].role == "assistant":
+            h.set_head(cid, stored.messages[-2].id)
         return self.reply(cid)
 
     def edit(self, cid: str, index: int, text: str) -> Reply:
-        """Change question number index, drop everything after it, and answer again."""
+        """A new version of question number index (same images) in place of it and what followed, answered
+        again; the old version and its answers stay as another branch."""
+        from app.history import StoredMessage
+
         h = self._history()
         self._check_idle(cid)
         stored = h.get(cid)
         if not 0 <= index < len(stored.messages) or stored.messages[index].role != "user":
             raise AppError("Only your own questions can be edited.")
-        h.set_text(cid, index, text)
-        h.truncate(cid, index + 1)
+        old = stored.messages[index]
+        parent = stored.messages[index - 1].id if index else None
+        h.append(cid, StoredMessage("user", text, list(old.images)), parent=parent)
         return self.reply(cid)
+
+    def switch_version(self, cid: str, message_id: int, step: int) -> None:
+        """Show the previous (step -1) or next (+1) version of a message and the newest branch under it."""
+        self._check_idle(cid)
+        self._history().switch_version(cid, message_id, step)
 
     def usage(self, cid: str, stored: StoredConversation | None = None) -> Usage | None:
         """Context use after the conversation's last reply, or None before any."""

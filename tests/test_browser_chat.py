@@ -88,7 +88,7 @@ def test_drop_ask_stream_stop_regenerate_edit_reload_export(app, images, tmp_pat
         pg.locator("#iris-chat .bot-row", has_text="Third answer.").wait_for(timeout=20000)
         assert not any("one two" in t for t in bot_texts(pg))
 
-        # Edit the first question: everything after it is replaced by a new answer.
+        # Edit the first question: a new version of it, answered; what followed stays on the old version.
         first_user = pg.locator("#iris-chat .user-row").first
         first_user.hover()
         pg.locator("#iris-chat button[aria-label='Edit']").first.click()
@@ -117,7 +117,7 @@ def test_drop_ask_stream_stop_regenerate_edit_reload_export(app, images, tmp_pat
             pg.locator("#iris-export-file a").first.click()
         saved = tmp_path / "export.json"
         dl.value.save_as(saved)
-        assert '"format": "iris-conversation/1"' in saved.read_text()
+        assert '"format": "iris-conversation/2"' in saved.read_text()
         shot(pg, "chat-export")
 
 

@@ -106,3 +106,71 @@ def test_stop_ends_only_this_tabs_reply_and_a_model_switch_is_named_in_the_other
             one.locator("#iris-status", has_text="Loaded second").wait_for(timeout=10000)
             one.get_by_text("was loaded in another window", exact=False).first.wait_for(timeout=10000)
             shot(one, "model-switched-in-another-tab")
+
+
+def test_regenerate_and_edit_keep_versions_that_the_arrows_bring_back(models_dir, images):
+    engine = FakeEngine(["A red square.", "Another answer.", "A square, edited."])
+    services = build_services(models_dir, engine=engine, with_history=True)
+    with serving(services, 7975) as port, browser_page(f"http://127.0.0.1:{port}/") as pg:
+        pg.locator("#iris-status", has_text="Loaded").wait_for(timeout=20000)
+        pg.locator("#iris-input input[type=file]").set_input_files([str(images["red"])])
+        pg.locator("#iris-input img").first.wait_for(timeout=10000)
+        ask(pg, "What is it?")
+        pg.locator("#iris-chat .bot-row", has_text="A red square.").wait_for(timeout=20000)
+        pg.locator("#iris-regenerate").click()
+        pg.locator("#iris-chat .bot-row", has_text="Another answer.").wait_for(timeout=20000)
+        nav = pg.locator("#iris-chat .bot-row .iris-versions")
+        nav.get_by_text("2/2").wait_for(timeout=10000)
+        nav.get_by_role("button", name="Previous version").click()
+        pg.locator("#iris-chat .bot-row", has_text="A red square.").wait_for(timeout=10000)
+        nav.get_by_text("1/2").wait_for(timeout=10000)
+        assert pg.locator("#iris-chat .bot-row", has_text="Another answer.").count() == 0
+
+        # Edit the question: a second version of it, answered; the first comes back with its newest answer.
+        pg.locator("#iris-chat .user-row").last.hover()
+        pg.locator("#iris-chat button[aria-label='Edit']").last.click()
+        pg.locator("#iris-chat textarea").first.fill("What shape is it?")
+        pg.locator("#iris-chat button[aria-label='Submit']").first.click()
+        pg.locator("#iris-chat .bot-row", has_text="A square, edited.").wait_for(timeout=20000)
+        user_nav = pg.locator("#iris-chat .user-row .iris-versions")
+        user_nav.get_by_text("2/2").wait_for(timeout=10000)
+        assert len(engine.asked[-1].turns[-1].images) == 1  # the edited question keeps its image
+        shot(pg, "chat-with-a-branch")
+        user_nav.get_by_role("button", name="Previous version").click()
+        pg.locator("#iris-chat .user-row", has_text="What is it?").wait_for(timeout=10000)
+        pg.locator("#iris-chat .bot-row", has_text="Another answer.").wait_for(timeout=10000)
+        cid = services.history.list()[0].id
+        assert [m.text for m in services.history.get(cid).messages] == ["What is it?", "Another answer."]
+        # Search finds text in the other branch too.
+        pg.locator("#iris-search textarea, #iris-search input").first.fill("edited")
+        pg.locator("#iris-conversations", has_text="What is it?").wait_for(timeout=10000)
+
+
+def test_what_a_person_needs_is_on_screen_on_a_laptop_and_a_phone(models_dir):
+    engine = FakeEngine(["A red square."])
+    services = build_services(models_dir, engine=engine, with_history=True)
+    with serving(services, 7980) as port:
+        url = f"http://127.0.0.1:{port}/"
+        with browser_page(url, width=1366, height=900) as pg:
+            pg.locator("#iris-status", has_text="Loaded").wait_for(timeout=20000)
+            ask(pg, "What is it?")
+            pg.locator("#iris-chat .bot-row", has_text="A red square.").wait_for(timeout=20000)
+            for sel in ("#iris-input", "#iris-stop", "#iris-regenerate", "#iris-settings"):
+                box = pg.locator(sel).bounding_box()
+                assert box and box["y"] + box["height"] <= 900, (sel, box)  # above the fold
+            pg.locator("#iris-chat button[aria-label='New chat']").wait_for(timeout=5000)  # the bin says what it does
+            shot(pg, "laptop-1366x900")
+        with browser_page(url, width=390, height=844) as pg:
+            pg.locator("#iris-status", has_text="Loaded").wait_for(timeout=20000)
+            pg.wait_for_timeout(800)
+            shot(pg, "phone-at-start")
+            box = pg.locator("#iris-input").bounding_box()
+            assert box and box["y"] + box["height"] <= 844, box
+            sidebar = pg.locator("#iris-sidebar")
+            assert "open" not in (sidebar.get_attribute("class") or "")
+            sidebar.locator("button.toggle-button").click()
+            pg.wait_for_function("() => document.querySelector('#iris-sidebar').classList.contains('open')")
+            pg.locator("#iris-new-chat").click()
+            pg.wait_for_function("() => !document.querySelector('#iris-sidebar').classList.contains('open')",
+                                 timeout=5000)
+            shot(pg, "phone-after-new-chat")

@@ -12,6 +12,7 @@ import zipfile
 
 import pytest
 
+from app.errors import AppError
 from app.history import History, InvalidImport, StoredMessage
 from app.images import prepare_image
 
@@ -43,15 +44,70 @@ def test_messages_images_titles_and_search(history, images):
     assert history.list("Red sq")[0].title == "Red square"
 
 
-def test_truncate_and_edit(history):
+def texts(history, cid) -> list[str]:
+    return [m.text for m in history.get(cid).messages]
+
+
+def test_versions_are_branches_that_keep_every_message(history):
+    """An edit or a regeneration is a new sibling; switching versions shows the newest branch under it."""
     cid = history.create()
-    for role, text in (("user", "a"), ("assistant", "b"), ("user", "c"), ("assistant", "d")):
-        history.append(cid, StoredMessage(role, text))
-    history.set_text(cid, 2, "c2")
-    history.truncate(cid, 3)
-    assert [m.text for m in history.get(cid).messages] == ["a", "b", "c2"]
+    a = history.append(cid, StoredMessage("user", "a"))
+    b = history.append(cid, StoredMessage("assistant", "b"))
+    c = history.append(cid, StoredMessage("user", "c"))
+    history.append(cid, StoredMessage("assistant", "d"))
+    # Regenerate d: a sibling answer under c.
+    history.set_head(cid, c)
+    history.append(cid, StoredMessage("assistant", "d2"), parent=c)
+    assert texts(history, cid) == ["a", "b", "c", "d2"]
+    assert history.get(cid).messages[-1].version == (2, 2) and history.get(cid).messages[0].version == (1, 1)
+    # Edit c: a sibling question under b, answered.
+    history.append(cid, StoredMessage("user", "c2"), parent=b)
     history.append(cid, StoredMessage("assistant", "e"))
-    assert [m.text for m in history.get(cid).messages] == ["a", "b", "c2", "e"]
+    assert texts(history, cid) == ["a", "b", "c2", "e"]
+    c2 = history.get(cid).messages[2]
+    assert c2.version == (2, 2)
+    history.switch_version(cid, c2.id, -1)  # back to c, with its newest answer
+    assert texts(history, cid) == ["a", "b", "c", "d2"]
+    history.switch_version(cid, history.get(cid).messages[3].id, -1)
+    assert texts(history, cid) == ["a", "b", "c", "d"]
+    history.switch_version(cid, history.get(cid).messages[3].id, -1)  # already the first: stays
+    assert texts(history, cid) == ["a", "b", "c", "d"]
+    history.switch_version(cid, history.get(cid).messages[2].id, +1)
+    assert texts(history, cid) == ["a", "b", "c2", "e"]
+    # Edit the first question: a second root.
+    history.append(cid, StoredMessage("user", "a2"), parent=None)
+    assert texts(history, cid) == ["a2"] and history.get(cid).messages[0].version == (2, 2)
+    history.switch_version(cid, history.get(cid).messages[0].id, -1)
+    assert texts(history, cid) == ["a", "b", "c2", "e"]
+    # Search finds text in any branch; the Markdown export shows the branch on screen.
+    assert [x.id for x in history.list("d2")] == [cid]
+    with pytest.raises(AppError, match="no longer in this conversation"):
+        history.switch_version(cid, a + 10_000, 1)
+
+
+def test_a_database_from_before_branches_opens_as_one_branch(tmp_path):
+    import sqlite3
+
+    root = tmp_path / "old"
+    root.mkdir()
+    db = sqlite3.connect(root / "history.sqlite3")
+    db.executescript("""
+        CREATE TABLE conversations (id TEXT PRIMARY KEY, title TEXT NOT NULL, system TEXT NOT NULL DEFAULT '',
+            created REAL NOT NULL, updated REAL NOT NULL);
+        CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT, conv_id TEXT NOT NULL, seq INTEGER NOT NULL,
+            role TEXT NOT NULL, text TEXT NOT NULL, images TEXT NOT NULL DEFAULT '[]', model TEXT, stats TEXT,
+            created REAL NOT NULL, UNIQUE (conv_id, seq));
+        INSERT INTO conversations VALUES ('c1', 'Old chat', '', 0, 0);
+        INSERT INTO messages (conv_id, seq, role, text, created) VALUES ('c1', 0, 'user', 'q1', 0),
+            ('c1', 1, 'assistant', 'a1', 0), ('c1', 2, 'user', 'q2', 0), ('c1', 3, 'assistant', 'a2', 0);
+    """)
+    db.commit()
+    db.close()
+    history = History(root)
+    assert texts(history, "c1") == ["q1", "a1", "q2", "a2"]
+    history.append("c1", StoredMessage("user", "q3"))
+    assert texts(history, "c1") == ["q1", "a1", "q2", "a2", "q3"]
+    history.close()
 
 
 def test_delete_keeps_images_other_conversations_use(history, images):
@@ -76,6 +132,18 @@ def test_export_json_round_trips_on_another_machine(history, images, tmp_path):
     assert (conv.title, conv.system) == ("What is it?", "Be brief.")
     assert [m.text for m in conv.messages] == ["What is it?", "A red square."]
     assert elsewhere.image_path(red.sha256).read_bytes() == red.png
+    # Every branch travels, and the one on screen stays on screen.
+    q = history.get(cid).messages[0].id
+    history.append(cid, StoredMessage("assistant", "Another answer."), parent=q)
+    history.switch_version(cid, history.get(cid).messages[1].id, -1)
+    tree = elsewhere.import_json(json.loads(json.dumps(history.export_json(cid))))
+    assert [m.text for m in elsewhere.get(tree).messages] == ["What is it?", "A red square."]
+    assert elsewhere.get(tree).messages[1].version == (1, 2)
+    elsewhere.switch_version(tree, elsewhere.get(tree).messages[1].id, 1)
+    assert elsewhere.get(tree).messages[1].text == "Another answer."
+    # A file from before branches (format /1, no parents) imports as one branch.
+    old = {**data, "format": "iris-conversation/1"}
+    assert [m.text for m in elsewhere.get(elsewhere.import_json(old)).messages] == ["What is it?", "A red square."]
     with pytest.raises(InvalidImport, match="not a conversation exported by Iris"):
         elsewhere.import_json({"messages": []})
     data["messages"][0].pop("role")
@@ -165,6 +233,12 @@ HOSTILE = {
     "model-is-a-number": lambda d: d["messages"][1].update(model=3),
     "second-message-broken": lambda d: d["messages"].append({"role": "user", "text": None}),
     "deep-nesting": lambda d: d["messages"][1].update(stats={"x": _deep(50)}),
+    "parent-after-itself": lambda d: d["messages"][0].update(parent=1),
+    "parent-is-itself": lambda d: d["messages"][1].update(parent=1),
+    "parent-is-text": lambda d: d["messages"][1].update(parent="0"),
+    "parent-is-true": lambda d: d["messages"][1].update(parent=True),
+    "head-out-of-range": lambda d: d.update(head=99),
+    "head-is-negative": lambda d: d.update(head=-1),
 }
 
 

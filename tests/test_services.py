@@ -36,20 +36,29 @@ def test_reply_is_saved_with_model_and_stats(services, images):
     assert usage.images == 1 and usage.size == 2048 and usage.used > 16
 
 
-def test_regenerate_and_edit_replace_what_follows(services, images):
+def test_regenerate_and_edit_keep_the_old_versions(services, images):
     cid = services.history.create()
     services.ask(cid, "first", [prepare_image(images["red"])])
     first = "".join(services.reply(cid))
     services.ask(cid, "second", [])
-    "".join(services.reply(cid))
+    second = "".join(services.reply(cid))
+    services.params = GenParams(temperature=0.0, max_tokens=5, seed=1)  # another length: another text
     again = "".join(services.regenerate(cid))
     msgs = services.history.get(cid).messages
-    assert len(msgs) == 4 and msgs[3].text == again
+    assert len(msgs) == 4 and msgs[3].text == again != second and msgs[3].version == (2, 2)
     "".join(services.edit(cid, 0, "first, edited"))
     msgs = services.history.get(cid).messages
     assert [m.role for m in msgs] == ["user", "assistant"] and msgs[0].text == "first, edited"
-    assert msgs[0].images  # the image stays with the edited question
-    assert isinstance(first, str)
+    assert msgs[0].images and msgs[0].version == (2, 2)  # the image stays with the edited question
+    # The first version is still there, with its newest answers, and is answered from it.
+    services.switch_version(cid, msgs[0].id, -1)
+    msgs = services.history.get(cid).messages
+    assert [m.text for m in msgs] == ["first", first, "second", again]
+    services.switch_version(cid, msgs[3].id, -1)
+    assert services.history.get(cid).messages[3].text == second
+    services.ask(cid, "third", [])
+    "".join(services.reply(cid))
+    assert [t.text for t in services.conversation(cid).turns][:4] == ["first", first, "second", second]
 
 
 def test_a_stopped_reply_is_kept(services, images):

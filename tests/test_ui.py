@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import json
 
 
 def test_gradio_analytics_are_off():
@@ -17,6 +19,7 @@ def test_to_chatbot_shows_images_before_text_and_stats_under_replies():
 
     from app.history import StoredConversation, StoredMessage
     from app.ui import to_chatbot
+    from app.ui.views import page_map
 
     conv = StoredConversation("c", "t", "", [
         StoredMessage("user", "what?", ["ab" * 32]),
@@ -26,11 +29,17 @@ def test_to_chatbot_shows_images_before_text_and_stats_under_replies():
         StoredMessage("user", "and?"),
     ])
     msgs, index = to_chatbot(conv, lambda sha: Path("/img") / f"{sha}.png")
-    assert msgs[0] == {"role": "user", "content": {"path": f"/img/{'ab' * 32}.png"}}
+    assert msgs[0] == {"role": "user", "content": {"path": f"/img/{'ab' * 32}.png", "alt_text": "your image"}}
     assert msgs[1] == {"role": "user", "content": "what?"}  # plain text, so it can be edited
     assert msgs[2] == {"role": "assistant", "content": "a cat"}
-    assert msgs[3]["metadata"]["title"] == "m · CPU · first token 0.25 s · 12.0 tok/s · image encode 1.50 s"
-    assert index == [0, 0, 1, -1, 2]  # the stats line maps to no stored message
+    assert index == [0, 0, 1, 2] and len(msgs) == 4
+    # The stats line goes under the reply as plain text (iris.js, from the page map), not as a message.
+    data = json.loads(html.unescape(page_map(conv, index).split('data-map="')[1].split('"')[0]))
+    assert data["stats"] == [[2, "m · CPU · first token 0.25 s · 12.0 tok/s · image encode 1.50 s"]]
+    conv.messages[1].stats.update(completion_tokens=3, finish_reason="length")
+    data = json.loads(html.unescape(page_map(conv, index).split('data-map="')[1].split('"')[0]))
+    assert data["stats"][0][1] == ("m · CPU · first token 0.25 s · image encode 1.50 s · 3 tokens · "
+                                   "stopped at the token limit")  # no tok/s for 3 tokens
 
 
 def test_gauge_warns_before_the_context_is_full():
@@ -112,8 +121,8 @@ def test_handlers_return_named_values_and_refuse_in_place(models_dir, images):
     assert [m["role"] for m in got[ui.chatbot]] == ["user", "user"]  # the image, then the text
     *streamed, last = list(h.respond(services, ui, cid, True))
     assert streamed and all(set(u) == {ui.chatbot} for u in streamed)
-    assert last[ui.chatbot][-2]["content"] == "A red square." and last[ui.notice] == ""
-    assert set(last) == {ui.chatbot, ui.index, ui.gauge, ui.title, ui.notice}
+    assert last[ui.chatbot][-1]["content"] == "A red square." and "first token" in last[ui.map] and last[ui.notice] == ""
+    assert set(last) == {ui.chatbot, ui.index, ui.gauge, ui.title, ui.map, ui.notice}
     gone = h.delete(services, ui, cid, True)
     assert gone[ui.cid] is None and services.history.list() == []
     services.history.close()

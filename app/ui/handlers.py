@@ -104,7 +104,8 @@ def _files(message: dict | None) -> list[str]:
 def show(s: Services, ui: Parts, cid: str | None) -> Update:
     """A conversation on the page: messages, index map, gauge, title."""
     shown = conversation_view(s, cid)
-    return {ui.chatbot: shown.messages, ui.index: shown.stored_at, ui.gauge: shown.gauge, ui.title: shown.title}
+    return {ui.chatbot: shown.messages, ui.index: shown.stored_at, ui.gauge: shown.gauge, ui.title: shown.title,
+            ui.map: shown.map}
 
 
 def conv_choices(s: Services, search: str = "") -> list[tuple[str, str]]:
@@ -252,7 +253,8 @@ def add_user_turn(s: Services, ui: Parts, message: dict, cid: str | None, system
         gr.Warning(toast(exc))
         return {ui.accepted: False}  # the message stays in the box to fix; nothing else changes
     shown = conversation_view(s, cid)
-    return {ui.cid: cid, ui.chatbot: shown.messages, ui.index: shown.stored_at, ui.box: gr.update(value=None),
+    return {ui.cid: cid, ui.chatbot: shown.messages, ui.index: shown.stored_at, ui.map: shown.map,
+            ui.box: gr.update(value=None),
             ui.conversations: gr.update(choices=conv_choices(s), value=cid), ui.accepted: True}
 
 
@@ -305,6 +307,21 @@ def edit_message(s: Services, ui: Parts, cid: str | None, index: list[int], data
         yield {**show(s, ui, cid), ui.notice: ""}
         return
     yield from stream(s, ui, cid, lambda: s.edit(cid, stored_i, str(value)))
+
+
+def switch_version(s: Services, ui: Parts, cid: str | None, command: str) -> Update:
+    """'‹' or '›' beside a message (iris.js sends 'message id:step'): another version of it on screen."""
+    try:
+        mid, step = (int(x) for x in command.split(":"))
+        if not cid:
+            raise ValueError
+    except ValueError:
+        return {ui.notice: gr.skip()}
+    try:
+        s.switch_version(cid, mid, 1 if step > 0 else -1)
+    except AppError as exc:
+        gr.Warning(toast(exc))
+    return {**show(s, ui, cid), ui.notice: ""}
 
 
 def stop(s: Services, ui: Parts, cid: str | None) -> None:

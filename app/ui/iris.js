@@ -13,10 +13,101 @@
     input.files = dt.files;
     input.dispatchEvent(new Event('change', { bubbles: true }));
   });
-  if (window.innerWidth < 768) {
-    setTimeout(() => {
-      const sb = document.querySelector('#iris-sidebar');
-      if (sb && sb.classList.contains('open')) sb.querySelector('button.toggle-button')?.click();
-    }, 300);
-  }
+  // On a phone the sidebar covers the chat: it starts folded, and folds again once a chat is picked or started.
+  const fold = () => {
+    const sb = document.querySelector('#iris-sidebar');
+    if (window.innerWidth < 768 && sb && sb.classList.contains('open')) sb.querySelector('button.toggle-button')?.click();
+  };
+  setTimeout(fold, 300);
+  document.addEventListener('click', (e) => {
+    if (e.target?.closest?.('#iris-new-chat, #iris-conversations label')) setTimeout(fold, 100);
+  });
+
+  // Keyboard shortcuts (listed in the "Keyboard shortcuts" box under the chat). Ctrl or Cmd.
+  const click = (sel) => { const b = document.querySelector(sel); if (b) b.click(); };
+  document.addEventListener('keydown', (e) => {
+    const mod = e.ctrlKey || e.metaKey;
+    const key = e.key.toLowerCase();
+    let done = true;
+    if (mod && e.shiftKey && key === 'o') click('#iris-new-chat');
+    else if (mod && e.shiftKey && key === 'x') click('#iris-stop');
+    else if (mod && e.shiftKey && key === 'enter') click('#iris-regenerate');
+    else if (e.shiftKey && key === 'escape') document.querySelector('#iris-input textarea')?.focus();
+    else if (mod && key === '/') {
+      const box = document.querySelector('#iris-keys details');
+      if (box) { box.open = !box.open; box.querySelector('summary')?.focus(); }
+    } else done = false;
+    if (done) e.preventDefault();
+  });
+
+  // After each change to the chat: '‹ k/n ›' on messages that have other versions and the stats line under
+  // each reply (both from the page map the server sends, views.page_map), and names for controls Gradio
+  // leaves unnamed, so a screen reader can say what each one is.
+  const version = (id, step) => {
+    const box = document.querySelector('#iris-version-cmd textarea, #iris-version-cmd input');
+    if (!box) return;
+    box.value = id + ':' + step;
+    box.dispatchEvent(new Event('input', { bubbles: true }));
+    click('#iris-version-go');
+  };
+  const under = (row) => {
+    let box = row.querySelector(':scope .iris-under');
+    if (!box) {
+      box = document.createElement('div');
+      box.className = 'iris-under';
+      (row.querySelector('.flex-wrap') || row).append(box);
+    }
+    return box;
+  };
+  const paint = () => {
+    const holder = document.querySelector('#iris-map .iris-map');
+    let map = {};
+    try { map = JSON.parse(holder ? holder.dataset.map : '{}'); } catch (err) { map = {}; }
+    const rows = [...document.querySelectorAll('#iris-chat .message-row')];
+    document.querySelectorAll('#iris-chat .iris-under').forEach((n) => n.remove());
+    for (const [j, text] of map.stats || []) {
+      if (!rows[j]) continue;
+      const line = document.createElement('div');
+      line.className = 'iris-stats-line';
+      line.textContent = text;
+      under(rows[j]).append(line);
+    }
+    for (const [j, id, k, n] of map.versions || []) {
+      if (!rows[j]) continue;
+      const nav = document.createElement('div');
+      nav.className = 'iris-versions';
+      nav.setAttribute('role', 'group');
+      nav.setAttribute('aria-label', `Version ${k} of ${n} of this message`);
+      const button = (label, text, step, off) => {
+        const b = document.createElement('button');
+        b.type = 'button'; b.textContent = text; b.setAttribute('aria-label', label); b.disabled = off;
+        b.addEventListener('click', () => version(id, step));
+        return b;
+      };
+      const count = document.createElement('span');
+      count.textContent = `${k}/${n}`;
+      nav.append(button('Previous version', '‹', -1, k <= 1), count, button('Next version', '›', 1, k >= n));
+      under(rows[j]).prepend(nav);
+    }
+    document.querySelectorAll('#iris-chat button[aria-label="Clear"]').forEach((b) => {
+      b.setAttribute('aria-label', 'New chat'); b.title = 'New chat';  // what it does here
+    });
+    document.querySelectorAll('#iris-chat a[download]:not([aria-label])').forEach(
+      (a) => a.setAttribute('aria-label', 'Download image'));
+  };
+  let queued = false;
+  const observer = new MutationObserver(() => {
+    if (queued) return;
+    queued = true;
+    requestAnimationFrame(() => {
+      queued = false;
+      observer.disconnect();  // painting changes the chat too
+      paint();
+      observer.observe(document.body, { childList: true, subtree: true, characterData: true, attributes: true,
+                                        attributeFilter: ['data-map'] });
+    });
+  });
+  observer.observe(document.body, { childList: true, subtree: true, characterData: true, attributes: true,
+                                    attributeFilter: ['data-map'] });
+  paint();
 }

@@ -12,6 +12,7 @@ from app.settings import SYSTEM_PRESETS
 from app.ui import handlers as h
 from app.ui.handlers import bind
 from app.ui.views import (
+    Shown,
     catalog_choices,
     catalog_details,
     choice_values,
@@ -20,6 +21,15 @@ from app.ui.views import (
     model_status,
     model_view,
 )
+
+SHORTCUTS = """<details><summary>Keyboard shortcuts</summary><table>
+<tr><td><kbd>Ctrl</kbd>+<kbd>Shift</kbd>+<kbd>O</kbd></td><td>New chat</td></tr>
+<tr><td><kbd>Shift</kbd>+<kbd>Esc</kbd></td><td>Go to the message box</td></tr>
+<tr><td><kbd>Ctrl</kbd>+<kbd>Shift</kbd>+<kbd>X</kbd></td><td>Stop the reply</td></tr>
+<tr><td><kbd>Ctrl</kbd>+<kbd>Shift</kbd>+<kbd>Enter</kbd></td><td>Regenerate the last reply</td></tr>
+<tr><td><kbd>Ctrl</kbd>+<kbd>/</kbd></td><td>Show or hide this list</td></tr>
+</table><p>On a Mac, <kbd>Cmd</kbd> works where <kbd>Ctrl</kbd> is shown. In the conversation list, the arrow
+keys move between conversations.</p></details>"""
 
 
 @dataclass
@@ -31,6 +41,9 @@ class Parts:
     accepted: Any  # gr.State: whether the last question was saved (so respond answers it)
     finished: Any  # gr.State: downloads already seen finished
     seen: Any  # gr.State: the model this page last showed as loaded (another window may load another)
+    map: Any  # the page map for iris.js: versions ('‹ 2/3 ›') and stats rows (views.page_map)
+    version_cmd: Any  # hidden: iris.js writes 'message id:step' here and clicks version_go
+    version_go: Any
     conversations: Any
     new_chat: Any
     search: Any
@@ -91,7 +104,8 @@ def layout(services: Services) -> Parts:
                          "finished": gr.State([]), "seen": gr.State(None)}
     with gr.Sidebar(label="Conversations", elem_id="iris-sidebar", open=True):
         c["new_chat"] = gr.Button("+ New chat", variant="primary", elem_id="iris-new-chat")
-        c["search"] = gr.Textbox(placeholder="Search conversations…", show_label=False, elem_id="iris-search")
+        c["search"] = gr.Textbox(label="Search conversations", placeholder="Search conversations…", show_label=False,
+                                 elem_id="iris-search")
         c["conversations"] = gr.Radio(choices=[], label="Conversations", elem_id="iris-conversations")
         with gr.Accordion("This conversation", open=False, elem_id="iris-conv-actions"):
             c["title"] = gr.Textbox(label="Name", elem_id="iris-title")
@@ -107,14 +121,16 @@ def layout(services: Services) -> Parts:
             with gr.Row(equal_height=True):
                 c["model"] = gr.Dropdown(choices=names, value=preferred, label="Model", scale=4,
                                          allow_custom_value=False, elem_id="iris-model")
-                c["load"] = gr.Button("Load", variant="primary", scale=1, elem_id="iris-load")
-                c["cancel_load"] = gr.Button("Cancel loading", scale=1, elem_id="iris-cancel-load")
-                c["rescan"] = gr.Button("Rescan", scale=1)
+                # Small minimum widths: on a phone the three buttons share one line under the picker.
+                c["load"] = gr.Button("Load", variant="primary", scale=1, min_width=70, elem_id="iris-load")
+                c["cancel_load"] = gr.Button("Cancel loading", scale=1, min_width=70, elem_id="iris-cancel-load")
+                c["rescan"] = gr.Button("Rescan", scale=1, min_width=70)
             c["status"] = gr.Markdown(model_status(services, None) if not names else
                                       "Pick a model and press **Load**.", elem_id="iris-status")
             c["problems"] = gr.Markdown(view.note, elem_id="iris-problems")
             c["chatbot"] = gr.Chatbot(
-                label="Chat", height="62vh", buttons=["copy", "copy_all"], editable="user",
+                label="Chat", show_label=False, height="calc(100vh - 510px)", buttons=["copy", "copy_all"],
+                editable="user",
                 elem_id="iris-chat", allow_tags=False, sanitize_html=True, group_consecutive_messages=False,
                 latex_delimiters=[{"left": "$$", "right": "$$", "display": True},
                                   {"left": "\\[", "right": "\\]", "display": True},
@@ -126,11 +142,14 @@ def layout(services: Services) -> Parts:
                 placeholder="Ask about an image: drop, paste or pick one (several are fine)…",
                 show_label=False, elem_id="iris-input",
             )
+            c["map"] = gr.HTML(Shown([], [], "", "").map, elem_id="iris-map")
+            c["version_cmd"] = gr.Textbox(elem_id="iris-version-cmd", show_label=False, container=False)
+            c["version_go"] = gr.Button("Show version", elem_id="iris-version-go")
             c["cost_line"] = gr.Markdown("", elem_id="iris-image-cost")
             with gr.Row():
-                c["stop"] = gr.Button("Stop", variant="stop", elem_id="iris-stop", size="sm")
-                c["regenerate"] = gr.Button("Regenerate", elem_id="iris-regenerate", size="sm")
-            c["gauge"] = gr.HTML("", elem_id="iris-gauge")
+                c["stop"] = gr.Button("Stop", variant="stop", elem_id="iris-stop", size="sm", min_width=70)
+                c["regenerate"] = gr.Button("Regenerate", elem_id="iris-regenerate", size="sm", min_width=70)
+                c["gauge"] = gr.HTML("", elem_id="iris-gauge", scale=2, min_width=240)
             c["notice"] = gr.Markdown("", elem_id="iris-stats")
             with gr.Accordion("Settings", open=False, elem_id="iris-settings"):
                 c["preset"] = gr.Dropdown(choices=list(SYSTEM_PRESETS), value=None, label="System prompt preset")
@@ -145,6 +164,7 @@ def layout(services: Services) -> Parts:
                                            label="Context size (0 = the model's own, up to 4096; next Load)")
                     c["n_gpu_layers"] = gr.Slider(-1, 200, value=st.n_gpu_layers, step=1,
                                                   label="GPU layers (-1 = automatic; next Load)")
+            gr.HTML(SHORTCUTS, elem_id="iris-keys")
 
         with gr.Tab("Models", id="models"):
             choices, pick, why = catalog_choices(services)
@@ -208,25 +228,26 @@ def wire(demo: gr.Blocks, services: Services, ui: Parts) -> None:
     def on(fn: Any, **fixed: Any) -> Any:
         return bind(fn, services, ui, **fixed)
 
-    shown = [ui.chatbot, ui.index, ui.gauge, ui.title]  # what showing a conversation updates
+    shown = [ui.chatbot, ui.index, ui.gauge, ui.title, ui.map]  # what showing a conversation updates
     page = [ui.conversations, ui.cid, *shown, ui.notice]  # ... and the sidebar, selection and notice with it
-    reply = [ui.chatbot, ui.index, ui.gauge, ui.title, ui.notice]
+    reply = [*shown, ui.notice]
     settings = [ui.system, ui.temperature, ui.top_p, ui.max_tokens, ui.n_ctx, ui.n_gpu_layers]
     lists = [ui.model, ui.installed, ui.remove_name, ui.problems]
     demo.load(on(h.open_app), None, [ui.conversations, ui.cid, *shown, ui.status, *settings, *lists, ui.seen]).then(
         on(h.load_at_start), None, [ui.status, ui.seen])
     ui.conversations.input(on(h.select_conv), ui.conversations, page)
     ui.new_chat.click(on(h.new_chat), None, page)
-    ui.chatbot.clear(on(h.new_chat), None, page)  # the bin icon: a fresh chat
+    ui.chatbot.clear(on(h.new_chat), None, page)  # the bin icon (iris.js names it "New chat")
     ui.search.change(on(h.search_convs), [ui.search, ui.cid], ui.conversations, show_progress="hidden")
     ui.box.change(on(h.preview_cost), [ui.box, ui.cid], ui.cost_line, show_progress="hidden",
                   trigger_mode="always_last")
     ui.box.submit(on(h.add_user_turn), [ui.box, ui.cid, ui.system],
-                  [ui.cid, ui.chatbot, ui.index, ui.box, ui.conversations, ui.accepted]).then(
+                  [ui.cid, ui.chatbot, ui.index, ui.map, ui.box, ui.conversations, ui.accepted]).then(
         on(h.respond), [ui.cid, ui.accepted], reply)
     ui.regenerate.click(on(h.regenerate), ui.cid, reply)
     ui.chatbot.retry(on(h.regenerate), ui.cid, reply)
     ui.chatbot.edit(on(h.edit_message), [ui.cid, ui.index], reply)
+    ui.version_go.click(on(h.switch_version), [ui.cid, ui.version_cmd], reply)
     ui.stop.click(on(h.stop), ui.cid, None, concurrency_limit=None, show_progress="hidden")  # at once, with its toast
     ui.rename.click(on(h.rename), [ui.cid, ui.title, ui.search], ui.conversations)
     ui.delete.click(on(h.delete), [ui.cid, ui.delete], page,

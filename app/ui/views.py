@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,8 +17,12 @@ from app.store import human_size
 MIN_TOKENS_FOR_SPEED = 8
 
 
+FINISHED = {"length": "stopped at the token limit", "stopped": "stopped", "interrupted": "interrupted"}
+
+
 def stats_line(stats: dict | None) -> str:
-    """The figures under a reply: device, first token, speed, image encoding."""
+    """The figures under a reply: device, first token, speed, image encoding, tokens, and how it ended
+    when that was not a normal end."""
     if not stats:
         return ""
     parts = [f"{stats.get('device_lm', '?')}", f"first token {stats.get('ttft_s', 0):.2f} s"]
@@ -26,8 +31,10 @@ def stats_line(stats: dict | None) -> str:
         parts.append(f"{stats.get('decode_tok_s', 0):.1f} tok/s")
     if stats.get("images_encoded"):
         parts.append(f"image encode {stats.get('image_encode_s', 0):.2f} s")
-    if stats.get("finish_reason") in ("stopped", "interrupted"):
-        parts.append(str(stats["finish_reason"]))
+    if n is not None:
+        parts.append(f"{n} token{'s' if n != 1 else ''}")
+    if stats.get("finish_reason") in FINISHED:
+        parts.append(FINISHED[str(stats["finish_reason"])])
     return " · ".join(parts)
 
 
@@ -39,8 +46,10 @@ def to_chatbot(stored: Any, image_path: Callable[[str], Path]) -> tuple[list[dic
         if m.role == "user":
             # Images and text as separate messages (shown in one bubble): Gradio only lets a person edit a
             # message whose content is plain text.
-            for sha in m.images:
-                out.append({"role": "user", "content": {"path": str(image_path(sha))}})
+            for k, sha in enumerate(m.images, 1):
+                # A name a screen reader can say; stored images keep no file name.
+                alt = f"image {k} of {len(m.images)}" if len(m.images) > 1 else "your image"
+                out.append({"role": "user", "content": {"path": str(image_path(sha)), "alt_text": alt}})
                 index.append(i)
             if m.text or not m.images:
                 out.append({"role": "user", "content": m.text})
@@ -48,33 +57,41 @@ def to_chatbot(stored: Any, image_path: Callable[[str], Path]) -> tuple[list[dic
         else:
             out.append({"role": "assistant", "content": m.text or "…"})
             index.append(i)
-            line = stats_line(m.stats)
-            if line:
-                model = f"{m.model} · " if m.model else ""
-                out.append({"role": "assistant", "content": "", "metadata": {"title": f"{model}{line}",
-                                                                            "status": "done"}})
-                index.append(-1)
     return out, index
+
+
+def page_map(stored: Any, index: list[int]) -> str:
+    """What iris.js adds under chat messages: '‹ k/n ›' on messages that have other versions, and the stats
+    line under each reply (plain text, outside the message, so copying a reply copies only the reply)."""
+    messages = stored.messages if stored is not None else []
+    last_row = {i: j for j, i in enumerate(index)}
+    versions = [[last_row[i], m.id, *m.version] for i, m in enumerate(messages)
+                if len(m.versions) > 1 and i in last_row]
+    stats = [[last_row[i], (f"{m.model} · " if m.model else "") + line] for i, m in enumerate(messages)
+             if m.role == "assistant" and i in last_row and (line := stats_line(m.stats))]
+    data = {"versions": versions, "stats": stats}
+    return f'<div class="iris-map" data-map="{html.escape(json.dumps(data))}"></div>'
 
 
 class Shown(NamedTuple):
     """What showing a conversation puts on the page."""
 
     messages: list[dict]  # for the Chatbot
-    stored_at: list[int]  # for each message, the stored message it shows (-1: a stats line)
+    stored_at: list[int]  # for each message, the stored message it shows
     gauge: str
     title: str
+    map: str = page_map(None, [])  # page_map: versions and stats lines, for iris.js
 
 
 def conversation_view(services: Services, cid: str | None) -> Shown:
-    """What switching to a conversation shows: chatbot messages, index map, gauge and title."""
+    """What switching to a conversation shows: chatbot messages, index map, gauge, title and page map."""
     if not cid:
         return Shown([], [], "", "")
     history = services.history
     assert history is not None
     stored = history.get(cid)
     msgs, index = to_chatbot(stored, history.image_path)
-    return Shown(msgs, index, gauge_html(services.usage(cid, stored)), stored.title)
+    return Shown(msgs, index, gauge_html(services.usage(cid, stored)), stored.title, page_map(stored, index))
 
 
 def gauge_html(usage: Any) -> str:
@@ -88,7 +105,8 @@ def gauge_html(usage: Any) -> str:
     elif pct >= 0.75:
         warn = " — filling up; start a new chat for a new topic"
     cls = "full" if pct >= 0.9 else "warn" if pct >= 0.75 else "ok"
-    return (f'<div class="iris-gauge {cls}"><progress value="{usage.used}" max="{usage.size}"></progress> '
+    return (f'<div class="iris-gauge {cls}"><progress value="{usage.used}" max="{usage.size}" '
+            f'aria-label="Context used"></progress> '
             f"<span>Context {usage.used:,} / {usage.size:,} tokens · {usage.images} "
             f"image{'s' if usage.images != 1 else ''}{warn}</span></div>")
 
@@ -206,8 +224,9 @@ def downloads_html(jobs: list) -> str:
         else:
             status = f'<div class="line">{html.escape(p.line())}</div>'
         value = f'value="{p.done}" max="{max(p.total, 1)}"' if p.total else ""
-        rows.append(f'<div class="iris-job" data-name="{html.escape(job.name)}" data-state="{p.state}">'
-                    f"<b>{html.escape(job.name)}</b><progress {value}></progress>{status}</div>")
+        name = html.escape(job.name)
+        rows.append(f'<div class="iris-job" data-name="{name}" data-state="{p.state}">'
+                    f'<b>{name}</b><progress {value} aria-label="Download of {name}"></progress>{status}</div>')
     return "".join(rows) or "<i>No downloads in this session.</i>"
 
 
