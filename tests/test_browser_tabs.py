@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import shutil
 import time
+from pathlib import Path
+
+import pytest
 
 from browserkit import browser_page, needs_chromium, shot
 from fakeengine import FakeEngine
@@ -174,3 +177,60 @@ def test_what_a_person_needs_is_on_screen_on_a_laptop_and_a_phone(models_dir):
             pg.wait_for_function("() => !document.querySelector('#iris-sidebar').classList.contains('open')",
                                  timeout=5000)
             shot(pg, "phone-after-new-chat")
+
+
+AXE = Path.home() / ".cache" / "Iris" / "axe" / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def axe_problems(pg) -> list[str]:
+    """axe-core's serious and critical violations on the page as it is now."""
+    pg.add_script_tag(path=str(AXE))
+    result = pg.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
+    return [f"{v['id']} ({v['impact']}): {v['help']} - {v['nodes'][0]['html'][:120]}"
+            for v in result["violations"] if v["impact"] in ("serious", "critical")]
+
+
+def test_a_keyboard_and_a_screen_reader_can_use_it(models_dir, images):
+    from app.history import StoredMessage
+
+    if not AXE.exists():
+        pytest.skip(f"axe-core is not installed at {AXE} (.ci/run installs it from npm)")
+    engine = FakeEngine(["A red square."])
+    services = build_services(models_dir, engine=engine, with_history=True)
+    for i in range(22):
+        cid = services.history.create()
+        services.history.append(cid, StoredMessage("user", f"question {i}"))
+    with serving(services, 7985) as port, browser_page(f"http://127.0.0.1:{port}/") as pg:
+        pg.locator("#iris-status", has_text="Loaded").wait_for(timeout=20000)
+        pg.locator("#iris-conversations", has_text="question 3").wait_for(timeout=20000)
+        # The conversation list is one Tab stop; the arrow keys move through it and open what they reach.
+        pg.locator("#iris-search input, #iris-search textarea").first.focus()
+        pg.keyboard.press("Tab")
+        assert pg.evaluate("() => document.activeElement.closest('#iris-conversations') !== null")
+        pg.keyboard.press("ArrowDown")
+        pg.locator("#iris-chat .user-row", has_text="question 20").wait_for(timeout=10000)
+        pg.keyboard.press("Tab")
+        assert pg.evaluate("() => document.activeElement.closest('#iris-conversations') === null")
+        # Shortcuts: new chat, the message box, the help list.
+        pg.keyboard.press("Control+Shift+O")
+        pg.locator("#iris-chat .user-row").first.wait_for(state="detached", timeout=10000)
+        pg.keyboard.press("Shift+Escape")
+        assert pg.evaluate("() => document.activeElement.closest('#iris-input') !== null")
+        pg.keyboard.press("Control+/")
+        pg.locator("#iris-keys", has_text="Stop the reply").wait_for(timeout=5000)
+        shot(pg, "keyboard-focus-and-shortcuts")
+
+        pg.locator("#iris-input input[type=file]").set_input_files([str(images["red"])])
+        pg.locator("#iris-input img").first.wait_for(timeout=10000)
+        ask(pg, "What is it?")
+        pg.locator("#iris-chat .bot-row", has_text="A red square.").wait_for(timeout=20000)
+        assert pg.locator("#iris-chat img[alt='your image']").count() == 1
+        problems = axe_problems(pg)
+        pg.get_by_role("tab", name="Models").click()
+        pg.locator("#iris-catalog").wait_for(timeout=10000)
+        problems += axe_problems(pg)
+        pg.get_by_role("tab", name="Chat").click()
+        pg.locator("#iris-settings").get_by_text("Settings").first.click()
+        pg.locator("#iris-system textarea").wait_for(timeout=10000)
+        problems += axe_problems(pg)
+        assert problems == [], "\n".join(problems)

@@ -300,3 +300,20 @@ def test_settings_saved_at_the_same_moment_from_two_places_both_land():
     for t in threads:
         t.join()
     assert failed == [] and load_settings().temperature in temperatures
+
+
+def test_switching_back_to_a_version_evaluates_only_what_differs(services, images):
+    """Reuse across branches: the shared prefix (with its image) stays in the KV cache; only the rest is evaluated."""
+    cid = services.history.create()
+    services.ask(cid, "What colour is it?", [prepare_image(images["red"])])
+    "".join(services.reply(cid))
+    services.params = GenParams(temperature=0.0, max_tokens=5, seed=1)
+    "".join(services.regenerate(cid))  # version 2 of the answer is in the cache now
+    first = services.history.get(cid).messages[1]
+    services.switch_version(cid, first.id, -1)
+    assert services.history.get(cid).messages[1].version == (1, 2)
+    services.ask(cid, "And its shape?")
+    "".join(services.reply(cid))
+    stats = services.history.get(cid).messages[-1].stats
+    assert stats["images_encoded"] == 0  # the image is in the shared prefix (or the embedding cache)
+    assert 0 < stats["prompt_tokens_evaluated"] < stats["prompt_tokens"] - stats["image_tokens"]

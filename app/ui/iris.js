@@ -72,6 +72,9 @@
       line.textContent = text;
       under(rows[j]).append(line);
     }
+    for (const [j, alt] of map.alts || []) {
+      rows[j]?.querySelectorAll('img').forEach((img) => { if (img.alt !== alt) img.alt = alt; });
+    }
     for (const [j, id, k, n] of map.versions || []) {
       if (!rows[j]) continue;
       const nav = document.createElement('div');
@@ -89,6 +92,10 @@
       nav.append(button('Previous version', '‹', -1, k <= 1), count, button('Next version', '›', 1, k >= n));
       under(rows[j]).prepend(nav);
     }
+    // Gradio names each radio apart, so every conversation was its own Tab stop: one group, arrow keys within.
+    document.querySelectorAll('#iris-conversations input[type=radio]').forEach((r) => {
+      if (r.name !== 'iris-conversation') r.name = 'iris-conversation';
+    });
     document.querySelectorAll('#iris-chat button[aria-label="Clear"]').forEach((b) => {
       b.setAttribute('aria-label', 'New chat'); b.title = 'New chat';  // what it does here
     });

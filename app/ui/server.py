@@ -17,6 +17,14 @@ def _asset(name: str) -> str:
     return (Path(__file__).parent / name).read_text(encoding="utf-8")
 
 
+def theme() -> gr.themes.Base:
+    """Gradio's Soft theme with labels dark enough to read (WCAG AA contrast: axe-core's check)."""
+    return gr.themes.Soft().set(block_label_text_color="*primary_800", block_title_text_color="*primary_800",
+                                button_primary_background_fill="*primary_600",
+                                button_primary_background_fill_hover="*primary_700",
+                                body_text_color_subdued="*neutral_600")
+
+
 def launch(services: Services, host: str, port: int, open_browser: bool = False, block: bool = True,
            on_ready: Callable[[], None] | None = None, key: str | None = None,
            fetch_image_urls: bool = False, before_bind: Callable[[], None] | None = None) -> gr.Blocks:
@@ -37,7 +45,7 @@ def launch(services: Services, host: str, port: int, open_browser: bool = False,
     if before_bind is not None:
         before_bind()
     demo.launch(server_name=host, server_port=port, inbrowser=False, share=False, quiet=True,
-                show_error=False, css=_asset("iris.css"), js=_asset("iris.js"), theme=gr.themes.Soft(), footer_links=[],
+                show_error=False, css=_asset("iris.css"), js=_asset("iris.js"), theme=theme(), footer_links=[],
                 favicon_path=str(favicon) if favicon.exists() else None, max_file_size=config.max_upload_bytes(),
                 allowed_paths=[str(services.history.images_dir)], prevent_thread_lock=True)
     app = demo.server_app

@@ -47,9 +47,7 @@ def to_chatbot(stored: Any, image_path: Callable[[str], Path]) -> tuple[list[dic
             # Images and text as separate messages (shown in one bubble): Gradio only lets a person edit a
             # message whose content is plain text.
             for k, sha in enumerate(m.images, 1):
-                # A name a screen reader can say; stored images keep no file name.
-                alt = f"image {k} of {len(m.images)}" if len(m.images) > 1 else "your image"
-                out.append({"role": "user", "content": {"path": str(image_path(sha)), "alt_text": alt}})
+                out.append({"role": "user", "content": {"path": str(image_path(sha)), "alt_text": image_alt(k, m)}})
                 index.append(i)
             if m.text or not m.images:
                 out.append({"role": "user", "content": m.text})
@@ -58,6 +56,11 @@ def to_chatbot(stored: Any, image_path: Callable[[str], Path]) -> tuple[list[dic
             out.append({"role": "assistant", "content": m.text or "…"})
             index.append(i)
     return out, index
+
+
+def image_alt(k: int, message: Any) -> str:
+    """A name a screen reader can say for image k of a message (stored images keep no file name)."""
+    return f"image {k} of {len(message.images)}" if len(message.images) > 1 else "your image"
 
 
 def page_map(stored: Any, index: list[int]) -> str:
@@ -69,7 +72,11 @@ def page_map(stored: Any, index: list[int]) -> str:
                 if len(m.versions) > 1 and i in last_row]
     stats = [[last_row[i], (f"{m.model} · " if m.model else "") + line] for i, m in enumerate(messages)
              if m.role == "assistant" and i in last_row and (line := stats_line(m.stats))]
-    data = {"versions": versions, "stats": stats}
+    # Gradio 6.31 leaves alt_text off the <img> it renders: iris.js puts it there.
+    first_row = {i: j for j, i in reversed(list(enumerate(index)))}
+    alts = [[first_row[i] + k - 1, image_alt(k, m)] for i, m in enumerate(messages) if i in first_row
+            for k in range(1, len(m.images) + 1)]
+    data = {"versions": versions, "stats": stats, "alts": alts}
     return f'<div class="iris-map" data-map="{html.escape(json.dumps(data))}"></div>'
 
 
