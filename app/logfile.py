@@ -24,6 +24,6 @@ def configure(console: bool) -> Path:
         ch.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
         root.addHandler(ch)
     # Quieten libraries that log every HTTP request at INFO.
-    for noisy in ("httpx", "httpx2", "httpcore", "httpcore2", "urllib3", "asyncio", "gradio"):
+    for noisy in ("httpx", "httpx2", "httpcore", "httpcore2", "urllib3", "asyncio", "gradio", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return path

@@ -225,6 +225,9 @@ def test_a_keyboard_and_a_screen_reader_can_use_it(models_dir, images):
         ask(pg, "What is it?")
         pg.locator("#iris-chat .bot-row", has_text="A red square.").wait_for(timeout=20000)
         assert pg.locator("#iris-chat img[alt='your image']").count() == 1
+        # "Copy all" copies the conversation as text: no temporary upload addresses, no stats lines.
+        pg.locator("#iris-chat").get_by_role("button", name="Copy all").click()
+        assert pg.evaluate("() => window.irisCopyAll()") == "You: [image]\nWhat is it?\n\nAssistant: A red square."
         problems = axe_problems(pg)
         pg.get_by_role("tab", name="Models").click()
         pg.locator("#iris-catalog").wait_for(timeout=10000)

@@ -50,6 +50,23 @@
     box.dispatchEvent(new Event('input', { bubbles: true }));
     click('#iris-version-go');
   };
+  // "Copy all": the conversation as text, each image as [image] (not its temporary upload address), without the
+  // stats lines and version arrows.
+  window.irisCopyAll = () => {
+    const parts = [];
+    document.querySelectorAll('#iris-chat .message-row').forEach((row) => {
+      const who = row.classList.contains('user-row') ? 'You' : 'Assistant';
+      const content = row.querySelector('.message-content');
+      const text = content ? content.innerText.trim() : '';
+      const said = row.querySelector('img') ? '[image]' : text;
+      if (!said) return;
+      const last = parts[parts.length - 1];
+      if (last && last.who === who) last.lines.push(said); else parts.push({ who, lines: [said] });
+    });
+    const text = parts.map((p) => `${p.who}: ${p.lines.join('\n')}`).join('\n\n');
+    navigator.clipboard?.writeText(text);
+    return text;
+  };
   const under = (row) => {
     let box = row.querySelector(':scope .iris-under');
     if (!box) {

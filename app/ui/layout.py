@@ -61,6 +61,7 @@ class Parts:
     status: Any
     problems: Any
     chatbot: Any
+    copy_all: Any
     box: Any
     cost_line: Any
     stop: Any
@@ -128,8 +129,10 @@ def layout(services: Services) -> Parts:
             c["status"] = gr.Markdown(model_status(services, None) if not names else
                                       "Pick a model and press **Load**.", elem_id="iris-status")
             c["problems"] = gr.Markdown(view.note, elem_id="iris-problems")
+            # Our own "copy all": Gradio's copies each image as its temporary upload address.
+            c["copy_all"] = gr.Button("Copy all", size="sm", elem_id="iris-copy-all", render=False)
             c["chatbot"] = gr.Chatbot(
-                label="Chat", show_label=False, height="calc(100vh - 510px)", buttons=["copy", "copy_all"],
+                label="Chat", show_label=False, height="calc(100vh - 510px)", buttons=["copy", c["copy_all"]],
                 editable="user",
                 elem_id="iris-chat", allow_tags=False, sanitize_html=True, group_consecutive_messages=False,
                 latex_delimiters=[{"left": "$$", "right": "$$", "display": True},
@@ -247,6 +250,7 @@ def wire(demo: gr.Blocks, services: Services, ui: Parts) -> None:
     ui.regenerate.click(on(h.regenerate), ui.cid, reply)
     ui.chatbot.retry(on(h.regenerate), ui.cid, reply)
     ui.chatbot.edit(on(h.edit_message), [ui.cid, ui.index], reply)
+    ui.copy_all.click(None, None, None, js="() => window.irisCopyAll && window.irisCopyAll()")
     ui.version_go.click(on(h.switch_version), [ui.cid, ui.version_cmd], reply)
     ui.stop.click(on(h.stop), ui.cid, None, concurrency_limit=None, show_progress="hidden")  # at once, with its toast
     ui.rename.click(on(h.rename), [ui.cid, ui.title, ui.search], ui.conversations)
