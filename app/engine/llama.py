@@ -123,6 +123,12 @@ def map_weights(extra: bool, ngl: int, n_layer: int) -> bool:
     return not (extra and not all_on_gpu)
 
 
+def flash_attention() -> bool:
+    """Load with flash attention (for the LM, and then for the vision encoder too)? IRIS_FLASH_ATTN=1 turns it
+    on (benchmarks of both paths); off by default, as llama-cpp-python has it."""
+    return os.environ.get("IRIS_FLASH_ATTN", "").strip() == "1"
+
+
 class LlamaCppEngine:
     """One resident LLaVA-style model, streaming replies; safe to stop from another thread."""
 
@@ -213,7 +219,7 @@ class LlamaCppEngine:
                     llama = llama_cpp.Llama(
                         model_path=str(lm_path), n_ctx=ctx, n_batch=min(ctx, 512), n_ubatch=min(ctx, 512),
                         n_gpu_layers=ngl, n_threads=threads, n_threads_batch=threads,
-                        use_mmap=mmap, verbose=False, logits_all=False,
+                        use_mmap=mmap, verbose=False, logits_all=False, flash_attn=flash_attention(),
                     )
             except (ValueError, RuntimeError) as exc:
                 raise ModelLoadFailed(
