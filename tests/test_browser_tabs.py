@@ -237,3 +237,26 @@ def test_a_keyboard_and_a_screen_reader_can_use_it(models_dir, images):
         pg.locator("#iris-system textarea").wait_for(timeout=10000)
         problems += axe_problems(pg)
         assert problems == [], "\n".join(problems)
+
+
+def test_the_page_speaks_the_browsers_language(models_dir):
+    from playwright.sync_api import sync_playwright
+
+    from browserkit import CHROMIUM, FLAGS
+
+    services = build_services(models_dir, engine=FakeEngine(), with_history=True)
+    with serving(services, 7990) as port, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            for locale, words in (("de-DE", ("Laden", "Neu erzeugen", "Modelle", "Einstellungen")),
+                                  ("en-US", ("Load", "Regenerate", "Models", "Settings"))):
+                pg = browser.new_context(locale=locale).new_page()
+                pg.goto(f"http://127.0.0.1:{port}/")
+                pg.locator("#iris-load", has_text=words[0]).wait_for(timeout=20000)
+                pg.locator("#iris-regenerate", has_text=words[1]).wait_for(timeout=5000)
+                pg.get_by_role("tab", name=words[2]).wait_for(timeout=5000)
+                pg.locator("#iris-settings", has_text=words[3]).wait_for(timeout=5000)
+                if locale == "de-DE":
+                    shot(pg, "german")
+        finally:
+            browser.close()

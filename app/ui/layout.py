@@ -11,6 +11,7 @@ from app.services import Services
 from app.settings import SYSTEM_PRESETS
 from app.ui import handlers as h
 from app.ui.handlers import bind
+from app.ui.strings import CATALOG
 from app.ui.views import (
     Shown,
     catalog_choices,
@@ -30,6 +31,14 @@ SHORTCUTS = """<details><summary>Keyboard shortcuts</summary><table>
 <tr><td><kbd>Ctrl</kbd>+<kbd>/</kbd></td><td>Show or hide this list</td></tr>
 </table><p>On a Mac, <kbd>Cmd</kbd> works where <kbd>Ctrl</kbd> is shown. In the conversation list, the arrow
 keys move between conversations.</p></details>"""
+
+
+I18N = gr.I18n(**CATALOG)
+
+
+def t(text: str) -> Any:
+    """The page's words in the browser's language (app.ui.strings), English when it has no translation."""
+    return I18N(text) if text in CATALOG["en"] else text
 
 
 @dataclass
@@ -103,36 +112,36 @@ def layout(services: Services) -> Parts:
     preferred = st.last_model if st.last_model in choice_values(names) else current_model(services, names)
     c: dict[str, Any] = {"cid": gr.State(None), "index": gr.State([]), "accepted": gr.State(False),
                          "finished": gr.State([]), "seen": gr.State(None)}
-    with gr.Sidebar(label="Conversations", elem_id="iris-sidebar", open=True):
-        c["new_chat"] = gr.Button("+ New chat", variant="primary", elem_id="iris-new-chat")
-        c["search"] = gr.Textbox(label="Search conversations", placeholder="Search conversations…", show_label=False,
-                                 elem_id="iris-search")
-        c["conversations"] = gr.Radio(choices=[], label="Conversations", elem_id="iris-conversations")
-        with gr.Accordion("This conversation", open=False, elem_id="iris-conv-actions"):
-            c["title"] = gr.Textbox(label="Name", elem_id="iris-title")
-            c["rename"] = gr.Button("Rename", size="sm", elem_id="iris-rename")
+    with gr.Sidebar(label=t("Conversations"), elem_id="iris-sidebar", open=True):
+        c["new_chat"] = gr.Button(t("+ New chat"), variant="primary", elem_id="iris-new-chat")
+        c["search"] = gr.Textbox(label=t("Search conversations"), placeholder=t("Search conversations…"),
+                                 show_label=False, elem_id="iris-search")
+        c["conversations"] = gr.Radio(choices=[], label=t("Conversations"), elem_id="iris-conversations")
+        with gr.Accordion(t("This conversation"), open=False, elem_id="iris-conv-actions"):
+            c["title"] = gr.Textbox(label=t("Name"), elem_id="iris-title")
+            c["rename"] = gr.Button(t("Rename"), size="sm", elem_id="iris-rename")
             with gr.Row():
-                c["export_md"] = gr.Button("Export Markdown", size="sm", elem_id="iris-export-md")
-                c["export_json"] = gr.Button("Export JSON", size="sm", elem_id="iris-export-json")
-            c["export_file"] = gr.File(label="Exported file", visible=False, elem_id="iris-export-file")
-            c["import_file"] = gr.UploadButton("Import JSON", file_types=[".json"], size="sm", elem_id="iris-import")
-            c["delete"] = gr.Button("Delete conversation", variant="stop", size="sm", elem_id="iris-delete")
+                c["export_md"] = gr.Button(t("Export Markdown"), size="sm", elem_id="iris-export-md")
+                c["export_json"] = gr.Button(t("Export JSON"), size="sm", elem_id="iris-export-json")
+            c["export_file"] = gr.File(label=t("Exported file"), visible=False, elem_id="iris-export-file")
+            c["import_file"] = gr.UploadButton(t("Import JSON"), file_types=[".json"], size="sm", elem_id="iris-import")
+            c["delete"] = gr.Button(t("Delete conversation"), variant="stop", size="sm", elem_id="iris-delete")
     with gr.Tabs(selected="chat" if real else "models"):
-        with gr.Tab("Chat", id="chat"):
+        with gr.Tab(t("Chat"), id="chat"):
             with gr.Row(equal_height=True):
-                c["model"] = gr.Dropdown(choices=names, value=preferred, label="Model", scale=4,
+                c["model"] = gr.Dropdown(choices=names, value=preferred, label=t("Model"), scale=4,
                                          allow_custom_value=False, elem_id="iris-model")
                 # Small minimum widths: on a phone the three buttons share one line under the picker.
-                c["load"] = gr.Button("Load", variant="primary", scale=1, min_width=70, elem_id="iris-load")
-                c["cancel_load"] = gr.Button("Cancel loading", scale=1, min_width=70, elem_id="iris-cancel-load")
-                c["rescan"] = gr.Button("Rescan", scale=1, min_width=70)
+                c["load"] = gr.Button(t("Load"), variant="primary", scale=1, min_width=70, elem_id="iris-load")
+                c["cancel_load"] = gr.Button(t("Cancel loading"), scale=1, min_width=70, elem_id="iris-cancel-load")
+                c["rescan"] = gr.Button(t("Rescan"), scale=1, min_width=70)
             c["status"] = gr.Markdown(model_status(services, None) if not names else
                                       "Pick a model and press **Load**.", elem_id="iris-status")
             c["problems"] = gr.Markdown(view.note, elem_id="iris-problems")
             # Our own "copy all": Gradio's copies each image as its temporary upload address.
-            c["copy_all"] = gr.Button("Copy all", size="sm", elem_id="iris-copy-all", render=False)
+            c["copy_all"] = gr.Button(t("Copy all"), size="sm", elem_id="iris-copy-all", render=False)
             c["chatbot"] = gr.Chatbot(
-                label="Chat", show_label=False, height="calc(100vh - 510px)", buttons=["copy", c["copy_all"]],
+                label=t("Chat"), show_label=False, height="calc(100vh - 510px)", buttons=["copy", c["copy_all"]],
                 editable="user",
                 elem_id="iris-chat", allow_tags=False, sanitize_html=True, group_consecutive_messages=False,
                 latex_delimiters=[{"left": "$$", "right": "$$", "display": True},
@@ -150,26 +159,26 @@ def layout(services: Services) -> Parts:
             c["version_go"] = gr.Button("Show version", elem_id="iris-version-go")
             c["cost_line"] = gr.Markdown("", elem_id="iris-image-cost")
             with gr.Row():
-                c["stop"] = gr.Button("Stop", variant="stop", elem_id="iris-stop", size="sm", min_width=70)
-                c["regenerate"] = gr.Button("Regenerate", elem_id="iris-regenerate", size="sm", min_width=70)
+                c["stop"] = gr.Button(t("Stop"), variant="stop", elem_id="iris-stop", size="sm", min_width=70)
+                c["regenerate"] = gr.Button(t("Regenerate"), elem_id="iris-regenerate", size="sm", min_width=70)
                 c["gauge"] = gr.HTML("", elem_id="iris-gauge", scale=2, min_width=240)
             c["notice"] = gr.Markdown("", elem_id="iris-stats")
-            with gr.Accordion("Settings", open=False, elem_id="iris-settings"):
-                c["preset"] = gr.Dropdown(choices=list(SYSTEM_PRESETS), value=None, label="System prompt preset")
-                c["system"] = gr.Textbox(label="System prompt", lines=2, value=st.system_prompt,
-                                         placeholder="Leave empty for the model's default", elem_id="iris-system")
+            with gr.Accordion(t("Settings"), open=False, elem_id="iris-settings"):
+                c["preset"] = gr.Dropdown(choices=list(SYSTEM_PRESETS), value=None, label=t("System prompt preset"))
+                c["system"] = gr.Textbox(label=t("System prompt"), lines=2, value=st.system_prompt,
+                                         placeholder=t("Leave empty for the model's default"), elem_id="iris-system")
                 with gr.Row():
-                    c["temperature"] = gr.Slider(0.0, 2.0, value=st.temperature, step=0.05, label="Temperature")
-                    c["top_p"] = gr.Slider(0.05, 1.0, value=st.top_p, step=0.05, label="Top p")
-                    c["max_tokens"] = gr.Slider(16, 4096, value=st.max_tokens, step=16, label="Max tokens")
+                    c["temperature"] = gr.Slider(0.0, 2.0, value=st.temperature, step=0.05, label=t("Temperature"))
+                    c["top_p"] = gr.Slider(0.05, 1.0, value=st.top_p, step=0.05, label=t("Top p"))
+                    c["max_tokens"] = gr.Slider(16, 4096, value=st.max_tokens, step=16, label=t("Max tokens"))
                 with gr.Row():
                     c["n_ctx"] = gr.Slider(0, 32768, value=st.n_ctx, step=512,
-                                           label="Context size (0 = the model's own, up to 4096; next Load)")
+                                           label=t("Context size (0 = the model's own, up to 4096; next Load)"))
                     c["n_gpu_layers"] = gr.Slider(-1, 200, value=st.n_gpu_layers, step=1,
-                                                  label="GPU layers (-1 = automatic; next Load)")
+                                                  label=t("GPU layers (-1 = automatic; next Load)"))
             gr.HTML(SHORTCUTS, elem_id="iris-keys")
 
-        with gr.Tab("Models", id="models"):
+        with gr.Tab(t("Models"), id="models"):
             choices, pick, why = catalog_choices(services)
             if not real and names:
                 why += ("\n\nUntil you download one, the **demo model** is loaded on the Chat tab: a tiny "
@@ -177,40 +186,40 @@ def layout(services: Services) -> Parts:
                         "of a red circle.")
             gr.Markdown(why, elem_id="iris-recommended")
             with gr.Row(equal_height=True):
-                c["entry"] = gr.Dropdown(choices=choices, value=pick, label="Catalog", scale=4,
+                c["entry"] = gr.Dropdown(choices=choices, value=pick, label=t("Catalog"), scale=4,
                                          elem_id="iris-catalog")
                 first_quants = [q.name for q in next(s for s in services.catalog()[1] if s.id == pick).quants]
-                c["quant"] = gr.Dropdown(choices=first_quants, value=first_quants[0], label="Quantization",
+                c["quant"] = gr.Dropdown(choices=first_quants, value=first_quants[0], label=t("Quantization"),
                                          scale=1)
-                c["download"] = gr.Button("Download", variant="primary", scale=1, elem_id="iris-download")
-                c["cancel"] = gr.Button("Cancel download", scale=1, elem_id="iris-cancel-download")
+                c["download"] = gr.Button(t("Download"), variant="primary", scale=1, elem_id="iris-download")
+                c["cancel"] = gr.Button(t("Cancel download"), scale=1, elem_id="iris-cancel-download")
             c["details"] = gr.Markdown(catalog_details(services, pick, first_quants[0]))
             c["jobs"] = gr.HTML(downloads_html(services.downloads.jobs()), elem_id="iris-downloads")
             gr.Markdown("### Installed")
             c["installed"] = gr.Markdown(view.installed, elem_id="iris-installed")
             with gr.Row(equal_height=True):
-                c["remove_name"] = gr.Dropdown(choices=real, value=None, label="Remove a model", scale=4,
+                c["remove_name"] = gr.Dropdown(choices=real, value=None, label=t("Remove a model"), scale=4,
                                                elem_id="iris-remove-name")
-                c["remove"] = gr.Button("Remove", variant="stop", scale=1, elem_id="iris-remove")
-            with gr.Accordion("Add my own GGUF files", open=False):
+                c["remove"] = gr.Button(t("Remove"), variant="stop", scale=1, elem_id="iris-remove")
+            with gr.Accordion(t("Add my own GGUF files"), open=False):
                 gr.Markdown(f"Put an LM `.gguf` and its `mmproj` `.gguf` in a folder under "
                             f"`{services.store.root}` (then **Rescan** on the Chat tab), or load two "
                             "files by path. Iris checks that they fit together first.")
                 with gr.Row():
-                    c["lm_path"] = gr.Textbox(label="LM .gguf path", scale=3)
-                    c["mm_path"] = gr.Textbox(label="mmproj .gguf path", scale=3)
-                    c["load_files"] = gr.Button("Load these files", scale=1)
+                    c["lm_path"] = gr.Textbox(label=t("LM .gguf path"), scale=3)
+                    c["mm_path"] = gr.Textbox(label=t("mmproj .gguf path"), scale=3)
+                    c["load_files"] = gr.Button(t("Load these files"), scale=1)
                 c["files_status"] = gr.Markdown("", elem_id="iris-files-status")
-            with gr.Accordion("Use a model on a server (OpenAI API: vLLM, llama-server, Ollama, LM Studio, Iris)",
+            with gr.Accordion(t("Use a model on a server (OpenAI API: vLLM, llama-server, Ollama, LM Studio, Iris)"),
                               open=False, elem_id="iris-servers"):
                 gr.Markdown("A server's models join the list on the Chat tab; images, history and stats work as "
                             "with models on this computer. Keys are kept in Iris's settings file.")
                 with gr.Row():
-                    c["server_url"] = gr.Textbox(label="Server address", placeholder="http://gpu-box:8000/v1",
+                    c["server_url"] = gr.Textbox(label=t("Server address"), placeholder="http://gpu-box:8000/v1",
                                                  scale=3, elem_id="iris-server-url")
-                    c["server_key"] = gr.Textbox(label="API key (if it needs one)", type="password", scale=2,
+                    c["server_key"] = gr.Textbox(label=t("API key (if it needs one)"), type="password", scale=2,
                                                  elem_id="iris-server-key")
-                    c["add_server"] = gr.Button("Add server", scale=1, elem_id="iris-add-server")
+                    c["add_server"] = gr.Button(t("Add server"), scale=1, elem_id="iris-add-server")
                 c["server_status"] = gr.Markdown("", elem_id="iris-server-status")
     c["timer"] = gr.Timer(1.0)
     return Parts(**c)

@@ -9,7 +9,7 @@ from pathlib import Path
 import gradio as gr
 
 from app.services import Services
-from app.ui.layout import build_ui
+from app.ui.layout import I18N, build_ui
 
 
 def _asset(name: str) -> str:
@@ -47,7 +47,7 @@ def launch(services: Services, host: str, port: int, open_browser: bool = False,
     demo.launch(server_name=host, server_port=port, inbrowser=False, share=False, quiet=True,
                 show_error=False, css=_asset("iris.css"), js=_asset("iris.js"), theme=theme(), footer_links=[],
                 favicon_path=str(favicon) if favicon.exists() else None, max_file_size=config.max_upload_bytes(),
-                allowed_paths=[str(services.history.images_dir)], prevent_thread_lock=True)
+                allowed_paths=[str(services.history.images_dir)], prevent_thread_lock=True, i18n=I18N)
     app = demo.server_app
     # /v1 first: Gradio's own routes never see API paths.
     app.router.routes[0:0] = routes(services_api(services, fetch_urls=fetch_image_urls))
