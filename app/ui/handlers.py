@@ -148,7 +148,8 @@ def load_at_start(s: Services, ui: Parts) -> Update:
     """After the page is shown: load the model open_app picked, if nothing is loaded yet."""
     pick = _start_model(s) if s.loaded is None else None
     if pick is None:
-        return {ui.status: gr.skip(), ui.seen: _loaded_name(s)}
+        # Another window may have loaded it meanwhile: open_app's "Loading …" gives way to what is loaded.
+        return {ui.status: model_status(s, s.loaded.name) if s.loaded else gr.skip(), ui.seen: _loaded_name(s)}
     try:
         s.load(pick)
     except AppError as exc:  # the page stays usable; the status line says why
