@@ -454,9 +454,7 @@ class History:
         parents = dict(rows)
         if mid not in parents:
             raise AppError("That message is no longer in this conversation.")
-        children: dict[int | None, list[int]] = {}
-        for m, p in rows:
-            children.setdefault(p, []).append(m)
+        children = _branch(rows, None)[1]
         versions = children[parents[mid]]
         node = versions[max(0, min(len(versions) - 1, versions.index(mid) + step))]
         while children.get(node):
