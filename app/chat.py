@@ -19,6 +19,15 @@ class Turn:
     role: Role
     text: str
     images: list[PreparedImage] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)  # text before each image: a video frame's timestamp
+
+    def labelled(self) -> list[tuple[str, PreparedImage]]:
+        """Each image with its label ('' when it has none)."""
+        return [(self.labels[i] if i < len(self.labels) else "", img) for i, img in enumerate(self.images)]
+
+    def media(self, marker: str, sep: str) -> str:
+        """Each image's marker (after its label, if it has one) followed by sep, as a prompt places them."""
+        return "".join((f"{label} " if label else "") + marker + sep for label, _ in self.labelled())
 
 
 @dataclass

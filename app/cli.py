@@ -50,6 +50,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="ask an OpenAI-compatible server (vLLM, llama-server, Ollama, another Iris) instead")
     a.add_argument("--api-key", default=None, help="the --engine server's API key, if it needs one")
     a.add_argument("--image", type=Path, action="append", default=[])
+    a.add_argument("--video", type=Path, default=None,
+                   help="a video (mp4, webm, mov, mkv, animated GIF) for a model that takes several images")
+    a.add_argument("--frames", type=int, default=8, help="with --video: at most this many frames (default 8)")
+    a.add_argument("--fps", type=float, default=1.0, help="with --video: frames per second to sample (default 1)")
     a.add_argument("--system", default="")
     a.add_argument("--stats", action="store_true", help="print the reply's stats to stderr")
     a.add_argument("--max-tokens", type=int, default=512)
@@ -216,15 +220,26 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from app.images import prepare_image
-    from app.services import build_services
+    from app.services import build_services, frame_labels
+    from app.video import stamp
 
     if bool(args.lm) != bool(args.mmproj):
         raise AppError("Give both --lm and --mmproj, or --model NAME.")
+    if args.video and args.image:
+        raise AppError("Give --video or --image, not both: a video goes in a message of its own.")
     images = [prepare_image(p) for p in args.image]  # refuse bad images before loading anything
     services = build_services(args.models_dir)
     services.load_options = {"n_ctx": args.n_ctx, "n_gpu_layers": args.gpu_layers}
+    # This run's own video settings, not saved: the app's Settings stay as they are.
+    services.settings = replace(services.settings, video_fps=args.fps, video_max_frames=args.frames,
+                                max_tokens=args.max_tokens)
+    labels: list[str] = []
     try:
+        if args.video:
+            services.video_frames(None, [args.video], [])  # a bad video is refused before a model loads
         if args.engine:
             names = services.add_server(args.engine, args.api_key or "", save=False)
             if not names:
@@ -247,7 +262,13 @@ def cmd_ask(args: argparse.Namespace) -> int:
                     )
                 name = pairs[0].name
             services.load(name)
-        conv = Conversation(system=args.system, turns=[Turn("user", args.question, images)])
+        if args.video:
+            clip = services.video_frames(None, [args.video], [])  # now fitted to the loaded model's context
+            images, labels = list(clip.frames), frame_labels(clip.times)
+            if args.stats:
+                print(f"{len(clip.frames)} frames of {clip.name} ({stamp(clip.duration)} long) at "
+                      f"{', '.join(stamp(t) for t in clip.times)}; sampled in {clip.sample_s:.2f} s", file=sys.stderr)
+        conv = Conversation(system=args.system, turns=[Turn("user", args.question, images, labels)])
         params = GenParams(temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed)
         reply = services.engine.stream_reply(conv, params)
         for delta in reply:

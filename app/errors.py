@@ -36,6 +36,10 @@ class UnsupportedImage(AppError):
     """An image file that cannot be read or is too large."""
 
 
+class UnsupportedVideo(AppError):
+    """A video file that cannot be read, or a model that cannot take one."""
+
+
 class TooManyImages(AppError):
     """More images in one message than the model accepts."""
 

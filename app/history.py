@@ -29,6 +29,7 @@ from typing import Any, NamedTuple, TypeVar
 from app import config
 from app.errors import AppError, printable
 from app.images import PreparedImage
+from app.video import stamp
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
@@ -50,6 +51,7 @@ CREATE TABLE IF NOT EXISTS messages (
     stats TEXT,
     created REAL NOT NULL,
     parent INTEGER,
+    frames TEXT,
     UNIQUE (conv_id, seq)
 );
 CREATE INDEX IF NOT EXISTS conversations_updated ON conversations(updated DESC);
@@ -63,6 +65,8 @@ UPDATE messages SET parent = (SELECT p.id FROM messages p WHERE p.conv_id = mess
 UPDATE conversations SET head = (SELECT m.id FROM messages m WHERE m.conv_id = conversations.id
                                  ORDER BY m.seq DESC LIMIT 1);
 """
+# Databases written before video: frames (each image's time in its video, as JSON) is NULL for every message.
+MIGRATE_FRAMES = "ALTER TABLE messages ADD COLUMN frames TEXT;"
 EXPORT_FORMAT = "iris-conversation/2"  # /2: messages carry their parent (branches); /1 (linear) still imports
 OLD_FORMATS = ("iris-conversation/1",)
 
@@ -82,6 +86,7 @@ class StoredMessage:
     stats: dict | None = None
     id: int | None = None
     versions: list[int] = field(default_factory=list)
+    frames: list[float] = field(default_factory=list)  # when the images are a video's frames: each one's time (s)
 
     @property
     def version(self) -> tuple[int, int]:
@@ -173,6 +178,18 @@ def _shas(raw: object) -> list[str]:
     return [s for s in val if isinstance(s, str) and len(s) == 64 and set(s) <= _HEX] if isinstance(val, list) else []
 
 
+def _times(raw: object, n: int) -> list[float]:
+    """A video message's frame times: n finite times in seconds, or [] (not a video, or not readable)."""
+    try:
+        val = _decode(raw) if isinstance(raw, str) else raw
+    except (ValueError, RecursionError):
+        return []
+    if not isinstance(val, list) or len(val) != n or not n:
+        return []
+    ok = all(isinstance(t, (int, float)) and not isinstance(t, bool) and 0 <= t < 1e7 for t in val)
+    return [float(t) for t in val] if ok else []
+
+
 def _stats(raw: object) -> dict | None:
     """Reply figures as the UI shows them: a flat dict of finite numbers, short strings and flags."""
     if isinstance(raw, str):
@@ -261,8 +278,11 @@ def validate_import(data: object) -> Imported:
             raise bad(f"message {n}'s model name is not text")
         if stats is not None and not isinstance(stats, dict):
             raise bad(f"message {n}'s reply figures are not a table")
+        frames = m.get("frames", [])
+        if frames and _times(frames, len(imgs)) != frames:
+            raise bad(f"message {n}'s frame times are not one time in seconds per image")
         messages.append(StoredMessage(role, text, list(imgs), _text(model, 200) or None,
-                                      _stats(stats)))
+                                      _stats(stats), frames=list(frames or [])))
     images = {}
     for sha, b64 in raw_imgs.items():
         if not isinstance(b64, str):
@@ -332,6 +352,8 @@ class History:
             columns = {r[1] for r in self._db.execute("PRAGMA table_info(messages)")}
             if "parent" not in columns:
                 self._db.executescript("BEGIN;" + MIGRATE_TREE + "COMMIT;")
+            if "frames" not in columns:
+                self._db.executescript("BEGIN;" + MIGRATE_FRAMES + "COMMIT;")
 
     def close(self) -> None:
         with self._lock:
@@ -399,14 +421,15 @@ class History:
             if row is None:
                 raise AppError("That conversation no longer exists; it may have been deleted in another window.")
             rows = self._db.execute(
-                "SELECT id, parent, role, text, images, model, stats FROM messages WHERE conv_id = ? ORDER BY seq",
-                (cid,)).fetchall()
+                "SELECT id, parent, role, text, images, model, stats, frames FROM messages WHERE conv_id = ? "
+                "ORDER BY seq", (cid,)).fetchall()
         path, children = _branch(rows, row[3])
         # Whatever a row holds (an old version, a hand-edited database), the conversation still opens.
         return StoredConversation(cid, _text(row[0], 200) or "Untitled", row[1] if isinstance(row[1], str) else "", [
-            StoredMessage(r if r in ("user", "assistant") else "user", t if isinstance(t, str) else "", _shas(i),
-                          _text(m, 200) if m else None, _stats(s), mid, children.get(parent, [mid]))
-            for mid, parent, r, t, i, m, s in path
+            StoredMessage(r if r in ("user", "assistant") else "user", t if isinstance(t, str) else "",
+                          (shas := _shas(i)), _text(m, 200) if m else None, _stats(s), mid, children.get(parent, [mid]),
+                          _times(f, len(shas)))
+            for mid, parent, r, t, i, m, s, f in path
         ], row[2] if isinstance(row[2], (int, float)) else 0.0)
 
     @_writes
@@ -422,10 +445,11 @@ class History:
                 (n,) = self._db.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM messages WHERE conv_id = ?",
                                         (cid,)).fetchone()
                 cur = self._db.execute(
-                    "INSERT INTO messages (conv_id, seq, role, text, images, model, stats, created, parent)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO messages (conv_id, seq, role, text, images, model, stats, created, parent, frames)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (cid, n, msg.role, msg.text, json.dumps(msg.images), msg.model,
-                     json.dumps(msg.stats) if msg.stats else None, now, parent))
+                     json.dumps(msg.stats) if msg.stats else None, now, parent,
+                     json.dumps(msg.frames) if msg.frames else None))
                 mid = cur.lastrowid
                 if n == 0 and msg.role == "user":
                     self._db.execute("UPDATE conversations SET title = ? WHERE id = ? AND title = 'New chat'",
@@ -493,14 +517,15 @@ class History:
         (base64 PNG), importable on another machine."""
         conv = self.get(cid)
         with self._lock:
-            rows = self._db.execute("SELECT id, parent, role, text, images, model, stats FROM messages "
+            rows = self._db.execute("SELECT id, parent, role, text, images, model, stats, frames FROM messages "
                                     "WHERE conv_id = ? ORDER BY seq", (cid,)).fetchall()
         at = {r[0]: n for n, r in enumerate(rows)}
         messages: list[dict[str, Any]] = [
             {"role": r if r in ("user", "assistant") else "user", "text": t if isinstance(t, str) else "",
              "images": _shas(i), "model": _text(m, 200) if m else None, "stats": _stats(s),
-             "parent": at.get(parent)} for _, parent, r, t, i, m, s in rows]
-        shas = {s for _, _, _, _, i, _, _ in rows for s in _shas(i)}
+             "parent": at.get(parent), **({"frames": times} if (times := _times(f, len(_shas(i)))) else {})}
+            for _, parent, r, t, i, m, s, f in rows]
+        shas = {s for _, _, _, _, i, _, _, _ in rows for s in _shas(i)}
         return {
             "format": EXPORT_FORMAT, "title": conv.title, "system": conv.system, "messages": messages,
             "head": at.get(conv.messages[-1].id) if conv.messages else None,
@@ -523,11 +548,11 @@ class History:
                 ids: list[int] = []
                 for n, (m, parent) in enumerate(zip(imp.messages, imp.parents, strict=True)):
                     cur = self._db.execute(
-                        "INSERT INTO messages (conv_id, seq, role, text, images, model, stats, created, parent)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "INSERT INTO messages (conv_id, seq, role, text, images, model, stats, created, parent, "
+                        "frames) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (cid, n, m.role, m.text, json.dumps([stored[s] for s in m.images]), m.model,
                          json.dumps(m.stats) if m.stats else None, now,
-                         ids[parent] if parent is not None else None))
+                         ids[parent] if parent is not None else None, json.dumps(m.frames) if m.frames else None))
                     ids.append(cur.lastrowid or 0)
                 head = ids[imp.head] if imp.head is not None else None
                 self._db.execute("UPDATE conversations SET head = ? WHERE id = ?", (head, cid))
@@ -563,7 +588,11 @@ class History:
         for m in conv.messages:
             who = "You" if m.role == "user" else f"Assistant{f' ({m.model})' if m.model else ''}"
             lines += [f"**{who}:**", ""]
-            lines += [f"![image](images/{s}.png)" for s in m.images]
+            if m.frames:  # a video: its frames in a row, each with its time
+                strip = zip(m.images, m.frames, strict=True)
+                lines += [" ".join(f"![frame at {stamp(t)}](images/{s}.png)" for s, t in strip), ""]
+            else:
+                lines += [f"![image](images/{s}.png)" for s in m.images]
             lines += [m.text, ""]
         with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
             zf.writestr("conversation.md", "\n".join(lines))

@@ -318,7 +318,11 @@ def conversation_messages(conv: Conversation) -> list[dict]:
     out: list[dict] = [{"role": "system", "content": conv.system}] if conv.system else []
     for t in conv.turns:
         if t.images:
-            parts: list[dict] = [{"type": "image_url", "image_url": {"url": data_url(i)}} for i in t.images]
+            parts: list[dict] = []
+            for label, img in t.labelled():
+                if label:  # a video frame's timestamp, before it, as in Iris's own prompts
+                    parts.append({"type": "text", "text": label})
+                parts.append({"type": "image_url", "image_url": {"url": data_url(img)}})
             out.append({"role": t.role, "content": parts + [{"type": "text", "text": t.text}]})
         else:
             out.append({"role": t.role, "content": t.text})

@@ -46,7 +46,7 @@ def vicuna(conv: Conversation, marker: str) -> str:
     out = (conv.system or VICUNA_SYSTEM) + " "
     for turn in conv.turns:
         if turn.role == "user":
-            out += "USER: " + "".join(marker + "\n" for _ in turn.images) + turn.text + " "
+            out += "USER: " + turn.media(marker, "\n") + turn.text + " "
         else:
             out += f"ASSISTANT: {turn.text}</s>"
     return out + "ASSISTANT:"
@@ -58,7 +58,7 @@ def mistral_instruct(conv: Conversation, marker: str) -> str:
     first = True
     for turn in conv.turns:
         if turn.role == "user":
-            msg = "".join(marker + "\n" for _ in turn.images) + turn.text
+            msg = turn.media(marker, "\n") + turn.text
             if first and conv.system:
                 msg = f"<<SYS>>\n{conv.system}\n<</SYS>>\n\n{msg}"
             out += f"[INST] {msg} [/INST]"
@@ -74,7 +74,7 @@ def moondream(conv: Conversation, marker: str) -> str:
     first = True
     for turn in conv.turns:
         if turn.role == "user":
-            out += "".join(marker + "\n\n" for _ in turn.images)
+            out += turn.media(marker, "\n\n")
             text = f"{conv.system}\n\n{turn.text}" if first and conv.system else turn.text
             out += f"Question: {text}\n\nAnswer:"
             first = False
@@ -90,7 +90,7 @@ def chatml(conv: Conversation, marker: str, *, image_sep: str, default_system: s
     if system:
         out += f"<|im_start|>system\n{system}<|im_end|>\n"
     for turn in conv.turns:
-        body = "".join(marker + image_sep for _ in turn.images) + turn.text if turn.role == "user" else turn.text
+        body = turn.media(marker, image_sep) + turn.text if turn.role == "user" else turn.text
         out += f"<|im_start|>{turn.role}\n{body}<|im_end|>\n"
     return out + "<|im_start|>assistant\n"
 
@@ -121,7 +121,8 @@ def messages(conv: Conversation, marker: str, *, parts: bool) -> list[dict[str, 
         out.append({"role": "system", "content": [{"type": "text", "text": conv.system}] if parts else conv.system})
     for turn in conv.turns:
         if turn.images or parts:
-            content = [{"type": "text", "text": marker} for _ in turn.images]
+            content = [{"type": "text", "text": f"{label} {marker}" if label else marker}
+                       for label, _ in turn.labelled()]
             out.append({"role": turn.role, "content": content + [{"type": "text", "text": turn.text}]})
         else:
             out.append({"role": turn.role, "content": turn.text})

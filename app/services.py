@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from app.catalog import ModelSpec, load_catalog
 from app.chat import Conversation, GenParams, Reply, Turn, fit_conversation
 from app.download_jobs import DownloadManager
-from app.errors import AppError, NoModelLoaded, ReplyInProgress, TooManyImages, printable
+from app.errors import AppError, NoModelLoaded, ReplyInProgress, TooManyImages, UnsupportedVideo, printable
 from app.images import PreparedImage, prepare_image
 from app.settings import Settings, save_settings
 from app.store import ModelPair, ModelStore
+from app.video import SampledVideo, is_video, stamp
 
 if TYPE_CHECKING:
     from app.history import History, StoredConversation
@@ -65,6 +66,9 @@ class AttachmentCost:
     used: int      # context cells after the last reply (0 for a new chat)
     size: int      # the loaded model's context
     max_images: int
+    video: str = ""  # a video's name: per_image are then its frames' costs
+    times: list[float] = field(default_factory=list)  # the frames' times in the video
+    sample_s: float = 0.0  # how long sampling the frames took
 
     @property
     def total(self) -> int:
@@ -92,6 +96,7 @@ class Services:
     _costs_model: object = field(default=None, repr=False)
     _images: dict[str, PreparedImage] = field(default_factory=dict, repr=False)  # recent images, oldest first
     _attached: dict[tuple[str, int, int], PreparedImage] = field(default_factory=dict, repr=False)
+    _sampled: dict[tuple, SampledVideo] = field(default_factory=dict, repr=False)  # the video being attached
     # OpenAI-compatible servers by their root URL; engine is one of them while one of their models is picked.
     remotes: dict[str, Any] = field(default_factory=dict)
     local: Any = None  # the engine for installed models (LlamaCppEngine, the worker, or a fake)
@@ -201,12 +206,18 @@ class Services:
             return None
 
     def attachment_cost(self, cid: str | None, images: Sequence[PreparedImage | str | Path]) -> AttachmentCost | None:
-        """What the images about to be sent will cost the loaded model, and the context after sending."""
+        """What the images (or the video's frames) about to be sent will cost the loaded model, and the context
+        after sending."""
         model = self.engine.model
         if model is None or not images:
             return None
         if self._costs_model is not model:
             self._costs, self._costs_model = {}, model
+        clip = None
+        images, videos = _split_videos(images)
+        if videos:
+            clip = self.video_frames(cid, videos, images)
+            images = clip.frames
         per_image = []
         for img in map(self._prepared, images):
             if img.sha256 not in self._costs:
@@ -216,7 +227,51 @@ class Services:
             return None  # a server that does not say what images cost
         usage = self.usage(cid) if cid and self.history is not None else None
         return AttachmentCost(per_image, usage.used if usage else 0, int(getattr(model, "n_ctx", 0)),
-                              int(getattr(model, "max_images", 0)))
+                              int(getattr(model, "max_images", 0)), clip.name if clip else "",
+                              clip.times if clip else [], clip.sample_s if clip else 0.0)
+
+    def video_frames(self, cid: str | None, videos: list[Path], images: Sequence[object]) -> SampledVideo:
+        """A message's video as the frames the loaded model will see: sampled at the Settings' rate, then fewer
+        if the context cannot hold them (evenly spread still). Refuses what cannot be sent, saying why."""
+        from app.video import sample
+
+        if len(videos) > 1 or images:
+            raise UnsupportedVideo("A video goes in a message of its own: send one video, and any images in "
+                                   "another message.")
+        model = self.engine.model
+        name = self.loaded.name if self.loaded else "This model"
+        if int(getattr(model, "max_images", 8)) < 2:
+            able = sorted(s.name for s in self.catalog()[1] if s.images_per_message > 1)
+            raise UnsupportedVideo(f"{name} takes one image per message, so it cannot watch a video (its frames "
+                                   f"go in as several images). Models that can: {', '.join(able)}.")
+        path = videos[0]
+        st = self.settings
+        try:
+            stat = path.stat()
+            key = (str(path), stat.st_mtime_ns, stat.st_size, st.video_fps, st.video_max_frames)
+        except OSError:
+            key = None
+        clip = self._sampled.get(key) if key else None
+        if clip is None:
+            clip = sample(path, fps=st.video_fps, max_frames=st.video_max_frames)
+            if key:
+                self._sampled = {key: clip}  # the one being attached: a video's frames are large
+        if model is None or not hasattr(self.engine, "image_cost"):
+            return clip
+        each = int(self.engine.image_cost(clip.frames[0]))  # every frame has the same size
+        if not each:
+            return clip
+        usage = self.usage(cid) if cid and self.history is not None else None
+        room = int(getattr(model, "n_ctx", 0)) - (usage.used if usage else 0) - st.max_tokens - 64
+        fit = min(len(clip.frames), room // each)
+        if fit < 1:
+            raise UnsupportedVideo(f"Not even one frame of {clip.name} fits in what is left of the context "
+                                   f"({each:,} tokens a frame). Start a new chat, or raise the context size in "
+                                   "Settings and load the model again.")
+        if fit < len(clip.frames):
+            keep = [round(i * (len(clip.frames) - 1) / max(fit - 1, 1)) for i in range(fit)] if fit > 1 else [0]
+            clip = replace(clip, frames=[clip.frames[i] for i in keep], times=[clip.times[i] for i in keep])
+        return clip
 
     def catalog(self) -> tuple[dict[str, str], list[ModelSpec]]:
         """The recommended picks and the catalog entries (read each time: it is small)."""
@@ -276,18 +331,24 @@ class Services:
             self._check_idle(cid)
         if self.loaded is None:
             raise NoModelLoaded(NO_MODEL)
-        self.check_image_count(len(images))  # before reading the files: the limit is the news
-        prepared = [self._prepared(i) for i in images]
+        images, videos = _split_videos(images)
+        times: list[float] = []
+        if videos:
+            clip = self.video_frames(cid, videos, images)  # sampled, checked and fitted to the context
+            prepared, times = list(clip.frames), list(clip.times)
+        else:
+            self.check_image_count(len(images))  # before reading the files: the limit is the news
+            prepared = [self._prepared(i) for i in images]
         if self.engine.model is not None:
             # The loaded model's preprocessing sees each image before it is saved: an image it cannot
             # use is refused now, instead of failing every later reply in this chat.
-            for img in prepared:
+            for img in prepared[:1] if videos else prepared:  # a video's frames all have one size
                 self.engine.image_cost(img)
         new = cid is None
         if cid is None:
             cid = h.create(system=system)
         try:
-            h.append(cid, StoredMessage("user", text, [h.save_image(i) for i in prepared]))
+            h.append(cid, StoredMessage("user", text, [h.save_image(i) for i in prepared], frames=times))
         except AppError:
             if new:
                 h.delete(cid)
@@ -343,7 +404,7 @@ class Services:
         h = self._history()
         stored = stored or h.get(cid)
         turns = [Turn("user" if m.role == "user" else "assistant", m.text,
-                      [self._images.get(s) or h.load_image(s) for s in m.images])
+                      [self._images.get(s) or h.load_image(s) for s in m.images], frame_labels(m.frames))
                  for m in stored.messages]
         return Conversation(system=stored.system, turns=turns)
 
@@ -443,6 +504,17 @@ class Services:
                 used = int(m.stats.get("prompt_tokens", 0)) + int(m.stats.get("completion_tokens", 0))
                 return Usage(used, int(m.stats.get("context_size", 0)), images)
         return None
+
+
+def frame_labels(times: Sequence[float]) -> list[str]:
+    """What the prompt says before each frame of a video: its time, so the model can tell when things happen."""
+    return [f"Frame at {stamp(t)}:" for t in times]
+
+
+def _split_videos(items: Sequence[PreparedImage | str | Path]) -> tuple[list[PreparedImage | str | Path], list[Path]]:
+    """A message's attachments as (images, video files), by file name."""
+    videos = [Path(i) for i in items if isinstance(i, (str, Path)) and is_video(i)]
+    return [i for i in items if not (isinstance(i, (str, Path)) and is_video(i))], videos
 
 
 def build_services(models_dir: Path | None = None, engine: Engine | None = None,

@@ -36,6 +36,8 @@ class Settings:
     n_gpu_layers: int = -1  # -1: automatic
     last_model: str | None = None
     servers: tuple[tuple[str, str], ...] = ()  # OpenAI-compatible servers added by the user: (url, API key)
+    video_fps: float = 1.0  # frames sampled per second of video
+    video_max_frames: int = 8  # at most this many (fewer when the context cannot hold them)
 
     def params(self) -> GenParams:
         return GenParams(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens)
@@ -50,6 +52,8 @@ class Settings:
             max_tokens=min(max(int(self.max_tokens), 16), 8192),
             n_ctx=0 if int(self.n_ctx) <= 0 else min(max(int(self.n_ctx), 512), 131072),
             n_gpu_layers=max(int(self.n_gpu_layers), -1),
+            video_fps=min(max(float(self.video_fps), 0.05), 30.0),
+            video_max_frames=min(max(int(self.video_max_frames), 1), 64),
             servers=tuple((str(s[0]), str(s[1] or "")) for s in self.servers
                           if isinstance(s, (list, tuple)) and len(s) == 2 and isinstance(s[0], str))[:16],
         )

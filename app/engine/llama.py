@@ -461,7 +461,8 @@ class LlamaCppEngine:
     def _check_images(self, conv: Conversation) -> None:
         assert self.model is not None
         for turn in conv.turns:
-            if turn.role == "user" and len(turn.images) > self.model.max_images:
+            # A video's frames (labelled with their times) are limited by the context, not by max_images.
+            if turn.role == "user" and not turn.labels and len(turn.images) > self.model.max_images:
                 raise TooManyImages(
                     f"This model accepts at most {self.model.max_images} image"
                     f"{'s' if self.model.max_images != 1 else ''} per message; this message has "
@@ -604,7 +605,9 @@ def _openai_messages(conv: Conversation) -> list[dict[str, Any]]:
     for turn in conv.turns:
         if turn.role == "user":
             parts: list[dict[str, Any]] = []
-            for _ in turn.images:
+            for label, _ in turn.labelled():
+                if label:
+                    parts.append({"type": "text", "text": label})
                 parts.append({"type": "image_url", "image_url": {"url": _IMAGE_URL.format(n)}})
                 n += 1
             parts.append({"type": "text", "text": turn.text})

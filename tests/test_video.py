@@ -1,0 +1,172 @@
+"""Video: frames sampled evenly with their times (PyAV), sent to the real engine as labelled images, stored by
+hash with their times, exported and imported; bad videos refused in words; single-image models refused."""
+
+from __future__ import annotations
+
+import io
+import re
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fakeengine import FakeEngine
+from videos import audio_only, moving_square
+
+from app import video
+from app.chat import GenParams
+from app.errors import AppError, UnsupportedVideo
+from app.services import build_services
+
+RED = (220, 40, 40)
+
+
+def square_x(png: bytes) -> float:
+    """Where the red square's centre is, from 0 (left edge) to 1 (right edge)."""
+    a = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    red = (a[..., 0] > 170) & (a[..., 1] < 110) & (a[..., 2] < 110)
+    assert red.sum() > 20, "no red square in the frame"
+    return float(np.nonzero(red)[1].mean() / a.shape[1])
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("videos")
+    return {ext: moving_square(d / f"square{ext}", seconds=5, fps=10, colour=RED)
+            for ext in (".mp4", ".webm", ".mov", ".mkv", ".gif")}
+
+
+@pytest.mark.parametrize("ext", [".mp4", ".webm", ".mov", ".mkv", ".gif"])
+def test_frames_are_taken_evenly_with_their_times_and_show_the_motion(clips, ext):
+    clip = video.sample(clips[ext], fps=1.0, max_frames=8)
+    assert clip.times == [0.5, 1.5, 2.5, 3.5, 4.5]
+    assert clip.duration == pytest.approx(5.0, abs=0.15)
+    xs = [square_x(f.png) for f in clip.frames]
+    assert xs == sorted(xs) and xs[-1] - xs[0] > 0.5, xs  # left to right, as filmed
+    assert [f.name for f in clip.frames][:2] == [f"square{ext} at 0:00", f"square{ext} at 0:01"]
+
+
+def test_at_most_max_frames_spread_over_the_whole_video(clips):
+    clip = video.sample(clips[".mp4"], fps=4.0, max_frames=4)
+    assert clip.times == [0.7, 1.9, 3.2, 4.4]  # the first frame at or after 0.625, 1.875, 3.125, 4.375 s
+    assert len({f.sha256 for f in clip.frames}) == 4
+    assert video.plan(3600.0, 1.0, 8) == [225.0 + 450.0 * i for i in range(8)]
+    assert video.stamp(3725.4) == "1:02:05" and video.stamp(7.9) == "0:07"
+
+
+def test_long_and_huge_videos_stay_bounded(tmp_path):
+    # Four hours at one frame every 10 s: sampling seeks, so it reads a handful of frames, not 1,440.
+    long = moving_square(tmp_path / "four-hours.mkv", seconds=4 * 3600, fps=0.1, size=(64, 48))
+    clip = video.sample(long, fps=1.0, max_frames=6)
+    assert len(clip.frames) == 6 and clip.times[0] == pytest.approx(1200, abs=10) and clip.times[-1] > 13000
+    # An 8K frame is scaled down inside FFmpeg: what Python holds is at most FRAME_SIDE a side.
+    big = moving_square(tmp_path / "eight-k.mp4", seconds=0.2, fps=10, size=(7680, 4320))
+    clip = video.sample(big, max_frames=2)
+    assert (clip.width, clip.height) == (7680, 4320)
+    assert all(max(f.width, f.height) <= video.FRAME_SIDE for f in clip.frames)
+
+
+def test_bad_videos_are_refused_in_words(clips, tmp_path):
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    fake = tmp_path / "notes.mp4"
+    fake.write_bytes(b"These are my notes, not a film. " * 200)
+    data = clips[".mkv"].read_bytes()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(data[:len(data) // 2])
+    head = tmp_path / "head.mp4"
+    head.write_bytes(clips[".mp4"].read_bytes()[:300])
+    sound = audio_only(tmp_path / "song.mp4")
+    table = {empty: "is empty (0 bytes)", fake: "is not a video Iris can read", cut: "is cut short",
+             head: "is not a video Iris can read", sound: "has only sound",
+             tmp_path / "gone.mp4": "cannot be read"}
+    for path, words in table.items():
+        with pytest.raises(UnsupportedVideo, match=re.escape(words)):
+            video.sample(path)
+    with pytest.raises(UnsupportedVideo, match="between 1 and 64"):
+        video.sample(clips[".mp4"], max_frames=0)
+
+
+def test_a_still_gif_is_an_image_and_an_animated_one_a_video(clips, tmp_path):
+    still = tmp_path / "still.gif"
+    Image.new("RGB", (20, 20), RED).save(still)
+    assert not video.is_video(still) and video.is_video(clips[".gif"]) and video.is_video("x.MOV")
+    assert not video.is_video("photo.png")
+
+
+# -- through the services and the real engine (the tiny test pair) ---------------------------------------
+
+@pytest.fixture
+def services(models_dir):
+    s = build_services(models_dir, with_history=True)
+    s.params = GenParams(temperature=0.0, max_tokens=8, seed=1)
+    s.load("tiny-llava")
+    yield s
+    s.close()
+    s.history.close()
+
+
+def test_a_video_goes_to_the_engine_as_frames_each_after_its_time(services, clips):
+    cid = services.ask(None, "What happens?", [clips[".mp4"]])
+    stored = services.history.get(cid).messages[0]
+    assert stored.frames == [0.5, 1.5, 2.5, 3.5, 4.5] and len(stored.images) == 5
+    conv = services.conversation(cid)
+    text, images = services.engine.render(conv)
+    labelled = re.findall(r"Frame at (\d+:\d\d): (\S+)\n", text)
+    assert [t for t, _ in labelled] == ["0:00", "0:01", "0:02", "0:03", "0:04"]
+    marker = labelled[0][1]
+    assert {m for _, m in labelled} == {marker} and text.count(marker) == 5 and len(images) == 5
+    reply = services.reply(cid)
+    "".join(reply)
+    assert reply.stats.images_encoded == 5
+    # The same video again: the frames are the same images, taken from the embedding cache.
+    services.ask(cid, "And again?", [clips[".mp4"]])
+    again = services.reply(cid)
+    "".join(again)
+    assert again.stats.images_encoded == 0 and again.stats.images_cached >= 5
+
+
+def test_a_video_is_exported_and_imported_with_its_frame_times(services, clips, tmp_path):
+    cid = services.ask(None, "Watch this", [clips[".webm"]])
+    "".join(services.reply(cid))
+    data = services.history.export_json(cid)
+    assert data["messages"][0]["frames"] == [0.5, 1.5, 2.5, 3.5, 4.5]
+    back = services.history.import_json(json.loads(json.dumps(data)))
+    assert services.history.get(back).messages[0].frames == [0.5, 1.5, 2.5, 3.5, 4.5]
+    bad = json.loads(json.dumps(data))
+    bad["messages"][0]["frames"] = [0.5, "soon"]
+    with pytest.raises(AppError, match="frame times"):
+        services.history.import_json(bad)
+    with zipfile.ZipFile(services.history.export_markdown(cid, tmp_path)) as zf:
+        md = zf.read("conversation.md").decode()
+    assert "![frame at 0:00](images/" in md and md.count("![frame at") == 5
+
+
+def test_the_context_decides_how_many_frames_go(services, clips):
+    services.update_settings(video_max_frames=5, max_tokens=2048 - 64 - 16 * 3)
+    cost = services.attachment_cost(None, [clips[".mp4"]])
+    assert cost.video == "square.mp4" and len(cost.per_image) == 3 and cost.times == [0.5, 2.5, 4.5]
+    services.update_settings(max_tokens=4096)
+    with pytest.raises(UnsupportedVideo, match="Not even one frame"):
+        services.ask(None, "What happens?", [clips[".mp4"]])
+    assert services.history.list() == []  # nothing saved
+
+
+def test_a_video_with_images_or_a_second_video_is_refused(services, clips, images):
+    with pytest.raises(UnsupportedVideo, match="message of its own"):
+        services.ask(None, "Both?", [clips[".mp4"], images["red"]])
+    with pytest.raises(UnsupportedVideo, match="message of its own"):
+        services.ask(None, "Both?", [clips[".mp4"], clips[".mkv"]])
+
+
+def test_a_single_image_model_names_the_models_that_can_watch(models_dir, clips):
+    engine = FakeEngine(["-"])
+    s = build_services(models_dir, engine=engine, with_history=True)
+    s.load("tiny-llava")
+    engine.model.max_images = 1
+    with pytest.raises(UnsupportedVideo, match="takes one image per message") as err:
+        s.ask(None, "What happens?", [clips[".mp4"]])
+    assert "Qwen2.5-VL" in str(err.value) and "Moondream" not in str(err.value)
