@@ -239,12 +239,13 @@ def test_a_keyboard_and_a_screen_reader_can_use_it(models_dir, images):
         assert problems == [], "\n".join(problems)
 
 
-def test_the_page_speaks_the_browsers_language(models_dir):
+def test_the_page_speaks_the_browsers_language_and_the_one_picked_in_settings(models_dir):
     from playwright.sync_api import sync_playwright
 
     from browserkit import CHROMIUM, FLAGS
 
-    services = build_services(models_dir, engine=FakeEngine(), with_history=True)
+    engine = FakeEngine(["Ein rotes Quadrat mit vielen Worten darin, die gezählt werden können."])
+    services = build_services(models_dir, engine=engine, with_history=True)
     with serving(services, 7990) as port, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         try:
@@ -257,6 +258,40 @@ def test_the_page_speaks_the_browsers_language(models_dir):
                 pg.get_by_role("tab", name=words[2]).wait_for(timeout=5000)
                 pg.locator("#iris-settings", has_text=words[3]).wait_for(timeout=5000)
                 if locale == "de-DE":
+                    # What the server sends speaks German too: status line, placeholder, toast, stats line, help.
+                    pg.locator("#iris-status", has_text="geladen").wait_for(timeout=20000)
+                    box = pg.locator("#iris-input textarea")
+                    assert "Fragen Sie nach einem Bild" in (box.get_attribute("placeholder") or "")
+                    pg.locator("#iris-stop").click()
+                    pg.get_by_text("In diesem Chat wird gerade nichts beantwortet.").first.wait_for(timeout=10000)
+                    ask(pg, "Welche Farbe?")
+                    pg.locator("#iris-chat", has_text="erstes Token").wait_for(timeout=20000)
+                    pg.locator("#iris-keys summary", has_text="Tastenkürzel").wait_for(timeout=5000)
+                    pg.locator("#iris-chat").get_by_role("button", name="Alles kopieren").wait_for(timeout=5000)
                     shot(pg, "german")
+                    # Picked in Settings: English, whatever the browser says; and back to the browser's.
+                    pg.locator("#iris-settings").get_by_text("Einstellungen").first.click()
+                    pick_language(pg, "English")
+                    pg.locator("#iris-load", has_text="Load").wait_for(timeout=20000)
+                    pg.locator("#iris-status", has_text="Loaded").wait_for(timeout=20000)
+                    assert "Ask about an image" in (pg.locator("#iris-input textarea").get_attribute("placeholder")
+                                                    or "")
+                    pg.locator("#iris-chat", has_text="first token").wait_for(timeout=20000)
+                    pg.locator("#iris-settings").get_by_text("Settings").first.click()
+                    pick_language(pg, "The browser's language")
+                    pg.locator("#iris-load", has_text="Laden").wait_for(timeout=20000)
+                else:
+                    pg.locator("#iris-status", has_text="Loaded").wait_for(timeout=20000)
+                    pg.locator("#iris-settings").get_by_text("Settings").first.click()
+                    pick_language(pg, "Deutsch")
+                    pg.locator("#iris-load", has_text="Laden").wait_for(timeout=20000)
+                    pg.locator("#iris-status", has_text="geladen").wait_for(timeout=20000)
         finally:
             browser.close()
+
+
+def pick_language(pg, name: str) -> None:
+    """Settings → Language → name (the page reloads in that language)."""
+    pg.locator("#iris-language input").click()
+    pg.get_by_role("option", name=name).click()
+    pg.wait_for_load_state("load")

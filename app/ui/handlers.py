@@ -23,16 +23,22 @@ from app.errors import AppError
 from app.services import NO_MODEL, Services
 from app.settings import SYSTEM_PRESETS
 from app.store import human_size
+from app.ui import strings
+from app.ui.strings import say
 from app.ui.views import (
     attachment_line,
+    catalog_choices,
     catalog_details,
     conversation_view,
     current_model,
     downloads_html,
+    files_help,
     load_failed,
     model_status,
     model_view,
     plain,
+    recommendation,
+    shortcuts_html,
     toast,
 )
 
@@ -55,7 +61,7 @@ def shows_app_errors(fn: Callable) -> Callable:
         logger.exception("unexpected error in %s", fn.__name__)
         if os.environ.get("IRIS_RAISE_ERRORS"):
             return exc
-        return gr.Error("Something went wrong inside Iris; the details are in the log file.")
+        return gr.Error(say("Something went wrong inside Iris; the details are in the log file."))
 
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
@@ -76,24 +82,49 @@ def shows_app_errors(fn: Callable) -> Callable:
 
 
 def bind(fn: Callable, services: Services, ui: Parts, **fixed: Any) -> Callable:
-    """fn as Gradio calls it: services and parts filled in, errors shown, the event's inputs as parameters.
+    """fn as Gradio calls it: services and parts filled in, errors shown, the event's inputs as parameters, and
+    app.ui.strings.say() speaking the request's language (the Settings pick, else the browser's).
 
     The signature and annotations are the event's own, so Gradio still sees gr.EditData and generators.
     """
     params = list(inspect.signature(fn).parameters.values())[2:]
     params = [p for p in params if p.name not in fixed]
     shown = shows_app_errors(fn)
+
+    def tokens(request: gr.Request | None) -> Any:
+        headers = getattr(request, "headers", None) or {}
+        cookies = getattr(request, "cookies", None) or {}
+        return strings.speak(cookies.get(strings.COOKIE), headers.get("accept-language"))
+
     if inspect.isgeneratorfunction(fn):
         def call(*args: Any) -> Iterator[Any]:
-            yield from shown(services, ui, *args, **fixed)
+            *args, request = args  # type: ignore[assignment]
+            steps = shown(services, ui, *args, **fixed)
+            while True:  # each step may run on another worker thread: the language is set around each one
+                spoken = tokens(request)
+                try:
+                    item = next(steps)
+                except StopIteration:
+                    return
+                finally:
+                    strings.unspeak(spoken)
+                yield item
     else:
         def call(*args: Any) -> Any:  # type: ignore[misc]
-            return shown(services, ui, *args, **fixed)
+            *args, request = args  # type: ignore[assignment]
+            spoken = tokens(request)
+            try:
+                return shown(services, ui, *args, **fixed)
+            finally:
+                strings.unspeak(spoken)
     call.__name__ = call.__qualname__ = fn.__name__
     call.__module__ = fn.__module__
     call.__doc__ = fn.__doc__
-    call.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    # Last and positional: Gradio passes a gr.Request only to a positional parameter annotated with it.
+    asked = inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=gr.Request)
+    call.__signature__ = inspect.Signature([*params, asked])  # type: ignore[attr-defined]
     call.__annotations__ = {p.name: fn.__annotations__[p.name] for p in params if p.name in fn.__annotations__}
+    call.__annotations__["request"] = gr.Request
     return call
 
 
@@ -122,7 +153,8 @@ def open_app(s: Services, ui: Parts) -> Update:
     installed, else the bundled demo."""
     out: Update = {}
     if s.loaded is None and (pick := _start_model(s)) is not None:
-        out[ui.status] = f"Loading **{plain(pick)}** …"  # load_at_start, next: the page is usable meanwhile
+        # load_at_start, next, loads it: the page is usable meanwhile
+        out[ui.status] = say("Loading **{name}** …", name=plain(pick))
     convs = conv_choices(s)
     cid = convs[0][1] if convs else None
     view = model_view(s)
@@ -133,10 +165,19 @@ def open_app(s: Services, ui: Parts) -> Update:
                 ui.problems: view.note,
                 # What was saved, not the values the server started with (another tab may have changed them).
                 ui.system: st.system_prompt, ui.temperature: st.temperature, ui.top_p: st.top_p,
-                ui.max_tokens: st.max_tokens, ui.n_ctx: st.n_ctx, ui.n_gpu_layers: st.n_gpu_layers})
-    if s.loaded and ui.status not in out:
-        out[ui.status] = model_status(s, s.loaded.name)
+                ui.max_tokens: st.max_tokens, ui.n_ctx: st.n_ctx, ui.n_gpu_layers: st.n_gpu_layers,
+                ui.video_fps: st.video_fps, ui.video_max_frames: st.video_max_frames})
+    if ui.status not in out:
+        out[ui.status] = (model_status(s, s.loaded.name) if s.loaded else
+                          model_status(s, None) if not view.choices else say("Pick a model and press **Load**."))
     out[ui.seen] = _loaded_name(s)
+    # What the server wrote into the page, in this page's language (gr.I18n translates only labels).
+    out.update({ui.chatbot: gr.update(value=out[ui.chatbot],
+                                      placeholder=say("Drop, paste or pick an image, then ask about it.")),
+                ui.box: gr.update(placeholder=say("Ask about an image or a video: drop, paste or pick one "
+                                                  "(several images are fine)…")),
+                ui.keys: shortcuts_html(), ui.language: strings.chosen(), ui.files_help: files_help(s),
+                ui.recommended: recommendation(s, catalog_choices(s)[2], view.real, view.choices)})
     return out
 
 
@@ -194,7 +235,7 @@ def search_convs(s: Services, ui: Parts, text: str, cid: str | None) -> Update:
 def rename(s: Services, ui: Parts, cid: str | None, title: str, search: str) -> Update:
     """The conversation renamed."""
     if not cid:
-        gr.Warning("Start or pick a conversation first.")
+        gr.Warning(say("Start or pick a conversation first."))
         return {ui.conversations: gr.skip()}
     assert s.history is not None
     s.history.rename(cid, title)
@@ -214,7 +255,7 @@ def delete(s: Services, ui: Parts, cid: str | None, confirmed: Any) -> Update:
 def export(s: Services, ui: Parts, cid: str | None, *, kind: str) -> Update:
     """The conversation as a file to download: a Markdown .zip or an importable .json."""
     if not cid:
-        gr.Warning("Pick a conversation to export first.")
+        gr.Warning(say("Pick a conversation to export first."))
         return {ui.export_file: gr.update(value=None, visible=False)}
     assert s.history is not None
     out = Path(tempfile.mkdtemp(prefix="iris-export-"))
@@ -232,7 +273,7 @@ def import_conv(s: Services, ui: Parts, file: Any) -> Update:
         gr.Warning(toast(exc))
         return {ui.cid: gr.skip()}
     out = {ui.conversations: gr.update(choices=conv_choices(s), value=cid), ui.cid: cid, **show(s, ui, cid)}
-    gr.Info(f"Imported “{toast(out[ui.title])}”.")
+    gr.Info(say("Imported “{title}”.", title=toast(out[ui.title])))
     return out
 
 
@@ -243,7 +284,7 @@ def preview_cost(s: Services, ui: Parts, message: dict, cid: str | None) -> Upda
     try:
         return {ui.cost_line: attachment_line(s.attachment_cost(cid, _files(message)))}
     except AppError as exc:
-        return {ui.cost_line: f"⚠️ {plain(exc)}"}
+        return {ui.cost_line: f"⚠️ {plain(say(str(exc)))}"}
 
 
 def add_user_turn(s: Services, ui: Parts, message: dict, cid: str | None, system: str) -> Update:
@@ -270,7 +311,7 @@ def stream(s: Services, ui: Parts, cid: str, run: Callable[[], Reply]) -> Iterat
             yield {ui.chatbot: msgs + [bubble]}
     except AppError as exc:
         gr.Warning(toast(exc))
-        yield {**show(s, ui, cid), ui.notice: f"⚠️ {plain(exc)}"}
+        yield {**show(s, ui, cid), ui.notice: f"⚠️ {plain(say(str(exc)))}"}
         return
     if reply.notice:
         gr.Warning(toast(reply.notice))
@@ -288,7 +329,7 @@ def respond(s: Services, ui: Parts, cid: str | None, accepted: bool) -> Iterator
 def regenerate(s: Services, ui: Parts, cid: str | None) -> Iterator[Update]:
     """The last reply replaced by a new one."""
     if not cid:
-        gr.Warning("There is no reply to regenerate yet.")
+        gr.Warning(say("There is no reply to regenerate yet."))
         yield {ui.notice: gr.skip()}
         return
     yield from stream(s, ui, cid, lambda: s.regenerate(cid))
@@ -304,7 +345,7 @@ def edit_message(s: Services, ui: Parts, cid: str | None, index: list[int], data
     elif isinstance(value, dict):
         value = value.get("text", "")
     if cid is None or stored_i < 0:
-        gr.Warning("Only your own questions can be edited.")
+        gr.Warning(say("Only your own questions can be edited."))
         yield {**show(s, ui, cid), ui.notice: ""}
         return
     yield from stream(s, ui, cid, lambda: s.edit(cid, stored_i, str(value)))
@@ -328,7 +369,7 @@ def switch_version(s: Services, ui: Parts, cid: str | None, command: str) -> Upd
 def stop(s: Services, ui: Parts, cid: str | None) -> None:
     """The reply in this page's conversation asked to end (other conversations' and API clients' go on)."""
     if not cid or not s.stop(cid):
-        gr.Info("Nothing is being answered in this chat.")
+        gr.Info(say("Nothing is being answered in this chat."))
 
 
 # -- models and settings ----------------------------------------------------------------------------------
@@ -337,7 +378,7 @@ def load_model(s: Services, ui: Parts, name: str | None) -> Update:
     """An installed model loaded (a failure leaves the previous one loaded, and says so)."""
     try:
         if not name:
-            raise AppError("Pick a model from the list first.")
+            raise AppError(say("Pick a model from the list first."))
         pair = s.load(name)
     except AppError as exc:
         gr.Warning(toast(exc))
@@ -348,20 +389,20 @@ def load_model(s: Services, ui: Parts, name: str | None) -> Update:
 def cancel_load(s: Services, ui: Parts) -> None:
     """A load in progress stopped (the status line then says so)."""
     if not s.cancel_load():
-        gr.Info("Nothing is loading.")
+        gr.Info(say("Nothing is loading."))
 
 
 def load_files(s: Services, ui: Parts, lm: str, mmproj: str) -> Update:
     """Two files given by path loaded as a pair."""
     try:
         if not lm or not mmproj:
-            raise AppError("Give the paths of both files: the LM .gguf and its mmproj .gguf.")
+            raise AppError(say("Give the paths of both files: the LM .gguf and its mmproj .gguf."))
         pair = s.load_files(Path(lm.strip()), Path(mmproj.strip()))
     except AppError as exc:
         gr.Warning(toast(exc))
         line = load_failed(s, exc)
         return {ui.files_status: line, ui.status: line, ui.seen: _loaded_name(s)}
-    gr.Info(f"Loaded {toast(pair.name)}.")
+    gr.Info(say("Loaded {name}.", name=toast(pair.name)))
     line = model_status(s, pair.name)
     return {ui.files_status: line, ui.status: line, ui.seen: _loaded_name(s)}
 
@@ -378,11 +419,11 @@ def add_server(s: Services, ui: Parts, url: str, key: str) -> Update:
         names = s.add_server(url, key)
     except AppError as exc:
         gr.Warning(toast(exc))
-        return {ui.server_status: f"⚠️ {plain(exc)}"}
+        return {ui.server_status: f"⚠️ {plain(say(str(exc)))}"}
     view = model_view(s)
-    listed = ", ".join(plain(n.split(" @ ")[0]) for n in names) or "none"
-    return {ui.server_status: f"Added {plain(url.strip())}: {len(names)} model{'s' if len(names) != 1 else ''} "
-                              f"({listed}). Pick one on the Chat tab.",
+    listed = ", ".join(plain(n.split(" @ ")[0]) for n in names) or say("none")
+    return {ui.server_status: say("Added {url}: {n} model(s) ({listed}). Pick one on the Chat tab.",
+                                  url=plain(url.strip()), n=len(names), listed=listed),
             ui.model: gr.update(choices=view.choices, value=current_model(s, view.choices))}
 
 
@@ -425,7 +466,7 @@ def start_download(s: Services, ui: Parts, spec_id: str | None, quant: str | Non
     from app.catalog import find_spec
 
     if not spec_id:
-        gr.Warning("Pick a model from the catalog first.")
+        gr.Warning(say("Pick a model from the catalog first."))
     else:
         s.downloads.start(find_spec(spec_id, s.catalog()[1]), quant)
     return {ui.jobs: downloads_html(s.downloads.jobs())}
@@ -439,7 +480,7 @@ def cancel_download(s: Services, ui: Parts, spec_id: str | None, quant: str | No
     if spec_id:
         spec = find_spec(spec_id, s.catalog()[1])
         if not s.downloads.cancel(install_name(spec.id, spec.quant(quant).name)):
-            gr.Info("That model is not downloading.")
+            gr.Info(say("That model is not downloading."))
     return {ui.jobs: downloads_html(s.downloads.jobs())}
 
 
@@ -450,10 +491,10 @@ def poll(s: Services, ui: Parts, known: list, seen: str | None) -> Update:
     out: Update = {ui.jobs: downloads_html(jobs)}
     name = _loaded_name(s)
     if name != seen and not s.loading:
-        out.update({ui.status: model_status(s, name) if name else NO_MODEL, ui.seen: name})
+        out.update({ui.status: model_status(s, name) if name else say(NO_MODEL), ui.seen: name})
         if name:
             out[ui.model] = gr.update(value=name)
-            gr.Info(f"{toast(name)} was loaded in another window; this window's chats use it now.")
+            gr.Info(say("{name} was loaded in another window; this window's chats use it now.", name=toast(name)))
     # The folder is scanned (every GGUF header read) only when a download has just finished, not every tick.
     finished = [(j.name, id(j)) for j in jobs if j.folder is not None]
     if finished != known:
@@ -469,7 +510,7 @@ def remove_model(s: Services, ui: Parts, name: str | None) -> Update:
     if name:
         try:
             freed = s.remove(name)
-            gr.Info(f"Removed {toast(name)}; {human_size(freed)} freed.")
+            gr.Info(say("Removed {name}; {size} freed.", name=toast(name), size=human_size(freed)))
         except AppError as exc:
             gr.Warning(toast(exc))
     view = model_view(s)

@@ -1,6 +1,7 @@
 () => {
   // Runs once when the page loads. Images dropped anywhere on the chat go to the input box, as if
   // dropped on it; on phones the conversation list starts folded away so the chat is what one sees.
+  const say = window.irisSay || ((text, fields) => text);  // the <head> script's words (app.ui.strings)
   const inChat = (e) => e.target && e.target.closest && e.target.closest('#iris-chat');
   document.addEventListener('dragover', (e) => { if (inChat(e)) e.preventDefault(); });
   document.addEventListener('drop', (e) => {
@@ -55,10 +56,10 @@
   window.irisCopyAll = () => {
     const parts = [];
     document.querySelectorAll('#iris-chat .message-row').forEach((row) => {
-      const who = row.classList.contains('user-row') ? 'You' : 'Assistant';
+      const who = say(row.classList.contains('user-row') ? 'You' : 'Assistant');
       const content = row.querySelector('.message-content');
       const text = content ? content.innerText.trim() : '';
-      const said = row.querySelector('img') ? '[image]' : text;
+      const said = row.querySelector('img') ? say('[image]') : text;
       if (!said) return;
       const last = parts[parts.length - 1];
       if (last && last.who === who) last.lines.push(said); else parts.push({ who, lines: [said] });
@@ -89,6 +90,8 @@
       line.textContent = text;
       under(rows[j]).append(line);
     }
+    const framed = new Set(map.frames || []);  // a video's frames: a strip of small pictures
+    rows.forEach((row, j) => row.classList.toggle('iris-frame', framed.has(j)));
     for (const [j, alt] of map.alts || []) {
       rows[j]?.querySelectorAll('img').forEach((img) => { if (img.alt !== alt) img.alt = alt; });
     }
@@ -97,7 +100,7 @@
       const nav = document.createElement('div');
       nav.className = 'iris-versions';
       nav.setAttribute('role', 'group');
-      nav.setAttribute('aria-label', `Version ${k} of ${n} of this message`);
+      nav.setAttribute('aria-label', say('Version {k} of {n} of this message', { k, n }));
       const button = (label, text, step, off) => {
         const b = document.createElement('button');
         b.type = 'button'; b.textContent = text; b.setAttribute('aria-label', label); b.disabled = off;
@@ -106,7 +109,7 @@
       };
       const count = document.createElement('span');
       count.textContent = `${k}/${n}`;
-      nav.append(button('Previous version', '‹', -1, k <= 1), count, button('Next version', '›', 1, k >= n));
+      nav.append(button(say('Previous version'), '‹', -1, k <= 1), count, button(say('Next version'), '›', 1, k >= n));
       under(rows[j]).prepend(nav);
     }
     // Gradio names each radio apart, so every conversation was its own Tab stop: one group, arrow keys within.
@@ -114,10 +117,14 @@
       if (r.name !== 'iris-conversation') r.name = 'iris-conversation';
     });
     document.querySelectorAll('#iris-chat button[aria-label="Clear"]').forEach((b) => {
-      b.setAttribute('aria-label', 'New chat'); b.title = 'New chat';  // what it does here
+      b.setAttribute('aria-label', say('New chat')); b.title = say('New chat');  // what it does here
     });
     document.querySelectorAll('#iris-chat a[download]:not([aria-label])').forEach(
-      (a) => a.setAttribute('aria-label', 'Download image'));
+      (a) => a.setAttribute('aria-label', say('Download image')));
+    document.querySelectorAll('#iris-chat button.custom-button[title="Copy all"]').forEach((b) => {
+      const name = say('Copy all');  // a chatbot button shows gr.I18n's raw marker: the label is translated here
+      if (b.textContent !== name) { b.textContent = name; b.setAttribute('aria-label', name); }
+    });
   };
   let queued = false;
   const observer = new MutationObserver(() => {

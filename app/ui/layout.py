@@ -11,7 +11,7 @@ from app.services import Services
 from app.settings import SYSTEM_PRESETS
 from app.ui import handlers as h
 from app.ui.handlers import bind
-from app.ui.strings import CATALOG
+from app.ui.strings import CATALOG, LANGUAGES
 from app.ui.views import (
     Shown,
     catalog_choices,
@@ -19,19 +19,13 @@ from app.ui.views import (
     choice_values,
     current_model,
     downloads_html,
+    files_help,
     model_status,
     model_view,
+    recommendation,
+    shortcuts_html,
 )
-
-SHORTCUTS = """<details><summary>Keyboard shortcuts</summary><table>
-<tr><td><kbd>Ctrl</kbd>+<kbd>Shift</kbd>+<kbd>O</kbd></td><td>New chat</td></tr>
-<tr><td><kbd>Shift</kbd>+<kbd>Esc</kbd></td><td>Go to the message box</td></tr>
-<tr><td><kbd>Ctrl</kbd>+<kbd>Shift</kbd>+<kbd>X</kbd></td><td>Stop the reply</td></tr>
-<tr><td><kbd>Ctrl</kbd>+<kbd>Shift</kbd>+<kbd>Enter</kbd></td><td>Regenerate the last reply</td></tr>
-<tr><td><kbd>Ctrl</kbd>+<kbd>/</kbd></td><td>Show or hide this list</td></tr>
-</table><p>On a Mac, <kbd>Cmd</kbd> works where <kbd>Ctrl</kbd> is shown. In the conversation list, the arrow
-keys move between conversations.</p></details>"""
-
+from app.video import EXTENSIONS as VIDEO_EXTENSIONS
 
 I18N = gr.I18n(**CATALOG)
 
@@ -84,6 +78,8 @@ class Parts:
     max_tokens: Any
     n_ctx: Any
     n_gpu_layers: Any
+    video_fps: Any
+    video_max_frames: Any
     entry: Any
     quant: Any
     download: Any
@@ -101,6 +97,10 @@ class Parts:
     server_key: Any
     add_server: Any
     server_status: Any
+    keys: Any  # the keyboard shortcuts box
+    language: Any  # Settings: the page's language ('' = the browser's)
+    recommended: Any  # the Models tab's recommendation
+    files_help: Any  # how to add one's own GGUF files
     timer: Any
 
 
@@ -138,8 +138,9 @@ def layout(services: Services) -> Parts:
             c["status"] = gr.Markdown(model_status(services, None) if not names else
                                       "Pick a model and press **Load**.", elem_id="iris-status")
             c["problems"] = gr.Markdown(view.note, elem_id="iris-problems")
-            # Our own "copy all": Gradio's copies each image as its temporary upload address.
-            c["copy_all"] = gr.Button(t("Copy all"), size="sm", elem_id="iris-copy-all", render=False)
+            # Our own "copy all": Gradio's copies each image as its temporary upload address. (A chatbot button
+            # shows gr.I18n's raw marker, so iris.js translates its label.)
+            c["copy_all"] = gr.Button("Copy all", size="sm", elem_id="iris-copy-all", render=False)
             c["chatbot"] = gr.Chatbot(
                 label=t("Chat"), show_label=False, height="calc(100vh - 510px)", buttons=["copy", c["copy_all"]],
                 editable="user",
@@ -147,11 +148,11 @@ def layout(services: Services) -> Parts:
                 latex_delimiters=[{"left": "$$", "right": "$$", "display": True},
                                   {"left": "\\[", "right": "\\]", "display": True},
                                   {"left": "\\(", "right": "\\)", "display": False}],
-                placeholder="Drop, paste or pick an image, then ask about it.",
+                placeholder="Drop, paste or pick an image, then ask about it.",  # open_app: in the page's language
             )
             c["box"] = gr.MultimodalTextbox(
-                file_types=["image"], file_count="multiple", sources=["upload"],
-                placeholder="Ask about an image: drop, paste or pick one (several are fine)…",
+                file_types=["image", *VIDEO_EXTENSIONS], file_count="multiple", sources=["upload"],
+                placeholder="Ask about an image or a video: drop, paste or pick one (several images are fine)…",
                 show_label=False, elem_id="iris-input",
             )
             c["map"] = gr.HTML(Shown([], [], "", "").map, elem_id="iris-map")
@@ -176,15 +177,21 @@ def layout(services: Services) -> Parts:
                                            label=t("Context size (0 = the model's own, up to 4096; next Load)"))
                     c["n_gpu_layers"] = gr.Slider(-1, 200, value=st.n_gpu_layers, step=1,
                                                   label=t("GPU layers (-1 = automatic; next Load)"))
-            gr.HTML(SHORTCUTS, elem_id="iris-keys")
+                with gr.Row():
+                    c["video_fps"] = gr.Slider(0.1, 4.0, value=st.video_fps, step=0.1,
+                                               label=t("Video: frames per second"), elem_id="iris-video-fps")
+                    c["video_max_frames"] = gr.Slider(
+                        1, 64, value=st.video_max_frames, step=1, elem_id="iris-video-frames",
+                        label=t("Video: at most this many frames (fewer when the context is short)"))
+                c["language"] = gr.Dropdown(choices=[(t("The browser's language"), ""),
+                                                     *((name, code) for code, name in LANGUAGES.items())],
+                                            value="", label=t("Language"), elem_id="iris-language")
+            c["keys"] = gr.HTML(shortcuts_html(), elem_id="iris-keys")
 
         with gr.Tab(t("Models"), id="models"):
             choices, pick, why = catalog_choices(services)
-            if not real and names:
-                why += ("\n\nUntil you download one, the **demo model** is loaded on the Chat tab: a tiny "
-                        "model trained by Iris that knows only shapes and colours. Try it with a picture "
-                        "of a red circle.")
-            gr.Markdown(why, elem_id="iris-recommended")
+            why = recommendation(services, why, real, names)
+            c["recommended"] = gr.Markdown(why, elem_id="iris-recommended")
             with gr.Row(equal_height=True):
                 c["entry"] = gr.Dropdown(choices=choices, value=pick, label=t("Catalog"), scale=4,
                                          elem_id="iris-catalog")
@@ -195,16 +202,14 @@ def layout(services: Services) -> Parts:
                 c["cancel"] = gr.Button(t("Cancel download"), scale=1, elem_id="iris-cancel-download")
             c["details"] = gr.Markdown(catalog_details(services, pick, first_quants[0]))
             c["jobs"] = gr.HTML(downloads_html(services.downloads.jobs()), elem_id="iris-downloads")
-            gr.Markdown("### Installed")
+            gr.Markdown(t("### Installed"))
             c["installed"] = gr.Markdown(view.installed, elem_id="iris-installed")
             with gr.Row(equal_height=True):
                 c["remove_name"] = gr.Dropdown(choices=real, value=None, label=t("Remove a model"), scale=4,
                                                elem_id="iris-remove-name")
                 c["remove"] = gr.Button(t("Remove"), variant="stop", scale=1, elem_id="iris-remove")
             with gr.Accordion(t("Add my own GGUF files"), open=False):
-                gr.Markdown(f"Put an LM `.gguf` and its `mmproj` `.gguf` in a folder under "
-                            f"`{services.store.root}` (then **Rescan** on the Chat tab), or load two "
-                            "files by path. Iris checks that they fit together first.")
+                c["files_help"] = gr.Markdown(files_help(services))
                 with gr.Row():
                     c["lm_path"] = gr.Textbox(label=t("LM .gguf path"), scale=3)
                     c["mm_path"] = gr.Textbox(label=t("mmproj .gguf path"), scale=3)
@@ -212,8 +217,8 @@ def layout(services: Services) -> Parts:
                 c["files_status"] = gr.Markdown("", elem_id="iris-files-status")
             with gr.Accordion(t("Use a model on a server (OpenAI API: vLLM, llama-server, Ollama, LM Studio, Iris)"),
                               open=False, elem_id="iris-servers"):
-                gr.Markdown("A server's models join the list on the Chat tab; images, history and stats work as "
-                            "with models on this computer. Keys are kept in Iris's settings file.")
+                gr.Markdown(t("A server's models join the list on the Chat tab; images, history and stats work as "
+                              "with models on this computer. Keys are kept in Iris's settings file."))
                 with gr.Row():
                     c["server_url"] = gr.Textbox(label=t("Server address"), placeholder="http://gpu-box:8000/v1",
                                                  scale=3, elem_id="iris-server-url")
@@ -243,9 +248,12 @@ def wire(demo: gr.Blocks, services: Services, ui: Parts) -> None:
     shown = [ui.chatbot, ui.index, ui.gauge, ui.title, ui.map]  # what showing a conversation updates
     page = [ui.conversations, ui.cid, *shown, ui.notice]  # ... and the sidebar, selection and notice with it
     reply = [*shown, ui.notice]
-    settings = [ui.system, ui.temperature, ui.top_p, ui.max_tokens, ui.n_ctx, ui.n_gpu_layers]
+    settings = [ui.system, ui.temperature, ui.top_p, ui.max_tokens, ui.n_ctx, ui.n_gpu_layers, ui.video_fps,
+                ui.video_max_frames]
     lists = [ui.model, ui.installed, ui.remove_name, ui.problems]
-    demo.load(on(h.open_app), None, [ui.conversations, ui.cid, *shown, ui.status, *settings, *lists, ui.seen]).then(
+    words = [ui.box, ui.keys, ui.language, ui.files_help, ui.recommended]  # the server's words, in the page's language
+    demo.load(on(h.open_app), None,
+              [ui.conversations, ui.cid, *shown, ui.status, *settings, *lists, ui.seen, *words]).then(
         on(h.load_at_start), None, [ui.status, ui.seen])
     ui.conversations.input(on(h.select_conv), ui.conversations, page)
     ui.new_chat.click(on(h.new_chat), None, page)
@@ -264,7 +272,7 @@ def wire(demo: gr.Blocks, services: Services, ui: Parts) -> None:
     ui.stop.click(on(h.stop), ui.cid, None, concurrency_limit=None, show_progress="hidden")  # at once, with its toast
     ui.rename.click(on(h.rename), [ui.cid, ui.title, ui.search], ui.conversations)
     ui.delete.click(on(h.delete), [ui.cid, ui.delete], page,
-                    js="(cid, b) => [cid, confirm('Delete this conversation and its images?')]")
+                    js="(cid, b) => [cid, confirm(window.irisSay('Delete this conversation and its images?'))]")
     ui.export_md.click(on(h.export, kind="md"), ui.cid, ui.export_file)
     ui.export_json.click(on(h.export, kind="json"), ui.cid, ui.export_file)
     ui.import_file.upload(on(h.import_conv), ui.import_file, [ui.conversations, ui.cid, *shown])
@@ -276,7 +284,7 @@ def wire(demo: gr.Blocks, services: Services, ui: Parts) -> None:
     ui.add_server.click(on(h.add_server), [ui.server_url, ui.server_key], [ui.server_status, ui.model])
     ui.preset.input(on(h.pick_preset), ui.preset, ui.system).then(on(h.save_system), [ui.cid, ui.system], None)
     ui.system.blur(on(h.save_system), [ui.cid, ui.system], None)
-    for name in ("temperature", "top_p", "max_tokens", "n_ctx", "n_gpu_layers"):
+    for name in ("temperature", "top_p", "max_tokens", "n_ctx", "n_gpu_layers", "video_fps", "video_max_frames"):
         slider = getattr(ui, name)
         slider.release(on(h.save_setting, name=name), slider, None, show_progress="hidden")
 
@@ -288,4 +296,5 @@ def wire(demo: gr.Blocks, services: Services, ui: Parts) -> None:
                   [ui.jobs, ui.model, ui.installed, ui.remove_name, ui.finished, ui.status, ui.seen],
                   concurrency_limit=None, show_progress="hidden")
     ui.remove.click(on(h.remove_model), ui.remove_name, [ui.installed, ui.remove_name, ui.model],
-                    js="(n) => (n && confirm('Delete ' + n + ' from disk?')) ? n : null")
+                    js="(n) => (n && confirm(window.irisSay('Delete {name} from disk?', {name: n}))) ? n : null")
+    ui.language.input(None, ui.language, None, js="(lang) => window.irisSetLanguage(lang)")

@@ -5,11 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
 from app.services import Services
 from app.ui.layout import I18N, build_ui
+from app.ui.strings import head_script
 
 
 def _asset(name: str) -> str:
@@ -23,6 +25,41 @@ def theme() -> gr.themes.Base:
                                 button_primary_background_fill="*primary_600",
                                 button_primary_background_fill_hover="*primary_700",
                                 body_text_color_subdued="*neutral_600")
+
+
+class HeadFirst:
+    """Puts a script first in the app page's <head>, before Gradio's own scripts read the browser's language
+    (launch(head=…) is added by Gradio's script later, too late for that)."""
+
+    def __init__(self, app: Any, script: str) -> None:
+        self.app, self.script = app, script.encode("utf-8")
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope.get("method") != "GET" or scope.get("path") not in ("/", ""):
+            await self.app(scope, receive, send)
+            return
+        start: dict = {}
+        body = bytearray()
+
+        async def hold(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+                return
+            if message["type"] != "http.response.body":
+                await send(message)
+                return
+            body.extend(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            page = bytes(body)
+            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+            kind = dict(start.get("headers", [])).get(b"content-type", b"")
+            if kind.startswith(b"text/html") and b"<head>" in page:
+                page = page.replace(b"<head>", b"<head>" + self.script, 1)
+            await send({**start, "headers": [*headers, (b"content-length", str(len(page)).encode())]})
+            await send({"type": "http.response.body", "body": page})
+
+        await self.app(scope, receive, hold)
 
 
 def launch(services: Services, host: str, port: int, open_browser: bool = False, block: bool = True,
@@ -52,8 +89,8 @@ def launch(services: Services, host: str, port: int, open_browser: bool = False,
     # /v1 first: Gradio's own routes never see API paths.
     app.router.routes[0:0] = routes(services_api(services, fetch_urls=fetch_image_urls))
     # Outside everything Gradio built (its CORS layer included): the guard sees each request first.
-    app.middleware_stack = HostGuard(app.middleware_stack or app.build_middleware_stack(),  # type: ignore[assignment]
-                                     host, port, key)
+    inner = HeadFirst(app.middleware_stack or app.build_middleware_stack(), head_script())
+    app.middleware_stack = HostGuard(inner, host, port, key)  # type: ignore[assignment]
     if open_browser:
         import webbrowser
 

@@ -13,11 +13,12 @@ from typing import Any, NamedTuple
 from app.errors import AppError
 from app.services import Services
 from app.store import human_size
+from app.ui.strings import say
 
 MIN_TOKENS_FOR_SPEED = 8
 
 
-FINISHED = {"length": "stopped at the token limit", "stopped": "stopped", "interrupted": "interrupted"}
+FINISHED = {"length": "stopped at the token limit", "stopped": "stopped", "interrupted": "interrupted"}  # say()
 
 
 def stats_line(stats: dict | None) -> str:
@@ -25,16 +26,16 @@ def stats_line(stats: dict | None) -> str:
     when that was not a normal end."""
     if not stats:
         return ""
-    parts = [f"{stats.get('device_lm', '?')}", f"first token {stats.get('ttft_s', 0):.2f} s"]
+    parts = [f"{stats.get('device_lm', '?')}", say("first token {s} s", s=f"{stats.get('ttft_s', 0):.2f}")]
     n = stats.get("completion_tokens")
     if n is None or n >= MIN_TOKENS_FOR_SPEED:  # the speed of 3 tokens is noise
-        parts.append(f"{stats.get('decode_tok_s', 0):.1f} tok/s")
+        parts.append(say("{x} tok/s", x=f"{stats.get('decode_tok_s', 0):.1f}"))
     if stats.get("images_encoded"):
-        parts.append(f"image encode {stats.get('image_encode_s', 0):.2f} s")
+        parts.append(say("image encode {s} s", s=f"{stats.get('image_encode_s', 0):.2f}"))
     if n is not None:
-        parts.append(f"{n} token{'s' if n != 1 else ''}")
+        parts.append(say("1 token") if n == 1 else say("{n} tokens", n=n))
     if stats.get("finish_reason") in FINISHED:
-        parts.append(FINISHED[str(stats["finish_reason"])])
+        parts.append(say(FINISHED[str(stats["finish_reason"])]))
     return " · ".join(parts)
 
 
@@ -60,7 +61,12 @@ def to_chatbot(stored: Any, image_path: Callable[[str], Path]) -> tuple[list[dic
 
 def image_alt(k: int, message: Any) -> str:
     """A name a screen reader can say for image k of a message (stored images keep no file name)."""
-    return f"image {k} of {len(message.images)}" if len(message.images) > 1 else "your image"
+    frames = getattr(message, "frames", None)
+    if frames and k <= len(frames):
+        from app.video import stamp
+
+        return say("video frame at {time}", time=stamp(frames[k - 1]))
+    return say("image {k} of {n}", k=k, n=len(message.images)) if len(message.images) > 1 else say("your image")
 
 
 def page_map(stored: Any, index: list[int]) -> str:
@@ -76,7 +82,10 @@ def page_map(stored: Any, index: list[int]) -> str:
     first_row = {i: j for j, i in reversed(list(enumerate(index)))}
     alts = [[first_row[i] + k - 1, image_alt(k, m)] for i, m in enumerate(messages) if i in first_row
             for k in range(1, len(m.images) + 1)]
-    data = {"versions": versions, "stats": stats, "alts": alts}
+    # A video's frames are shown as a strip of small pictures (iris.js marks their rows).
+    frames = [first_row[i] + k for i, m in enumerate(messages) if i in first_row and getattr(m, "frames", None)
+              for k in range(len(m.images))]
+    data = {"versions": versions, "stats": stats, "alts": alts, "frames": frames}
     return f'<div class="iris-map" data-map="{html.escape(json.dumps(data))}"></div>'
 
 
@@ -108,14 +117,19 @@ def gauge_html(usage: Any) -> str:
     pct = usage.fraction
     warn = ""
     if pct >= 0.9:
-        warn = " — nearly full: the oldest messages will be left out of the next reply"
+        warn = say(" — nearly full: the oldest messages will be left out of the next reply")
     elif pct >= 0.75:
-        warn = " — filling up; start a new chat for a new topic"
+        warn = say(" — filling up; start a new chat for a new topic")
     cls = "full" if pct >= 0.9 else "warn" if pct >= 0.75 else "ok"
+    words = say("Context {used} / {size} tokens · {images}", used=f"{usage.used:,}", size=f"{usage.size:,}",
+                images=images(usage.images))
     return (f'<div class="iris-gauge {cls}"><progress value="{usage.used}" max="{usage.size}" '
-            f'aria-label="Context used"></progress> '
-            f"<span>Context {usage.used:,} / {usage.size:,} tokens · {usage.images} "
-            f"image{'s' if usage.images != 1 else ''}{warn}</span></div>")
+            f'aria-label="{say("Context used")}"></progress> <span>{words}{warn}</span></div>')
+
+
+def images(n: int) -> str:
+    """'1 image', '3 images' in the language being spoken."""
+    return say("1 image") if n == 1 else say("{n} images", n=n)
 
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~>])")
@@ -128,22 +142,30 @@ def plain(text: object) -> str:
 
 def toast(text: object) -> str:
     """Text for a toast (rendered as HTML) exactly as written."""
-    return html.escape(str(text), quote=False)
+    return html.escape(say(str(text)), quote=False)
 
 
 def attachment_line(cost: Any) -> str:
-    """Under the input box: what the attached images cost before they are sent."""
+    """Under the input box: what the attached images (or a video's frames) cost before they are sent."""
     if cost is None or not cost.per_image:
         return ""
     n = len(cost.per_image)
     each = " + ".join(f"{c:,}" for c in cost.per_image)
-    line = f"{n} image{'s' if n != 1 else ''}: {each}{f' = {cost.total:,}' if n > 1 else ''} tokens"
+    if getattr(cost, "video", ""):
+        from app.video import stamp
+
+        line = say("{name}: {n} frames at {times} (sampled in {s} s): {n} × {each} = {total} tokens",
+                   name=cost.video, n=n, times=", ".join(stamp(t) for t in cost.times), s=f"{cost.sample_s:.2f}",
+                   each=f"{cost.per_image[0]:,}", total=f"{cost.total:,}")
+    else:
+        line = say("{images}: {each} tokens", images=images(n), each=each + (f" = {cost.total:,}" if n > 1 else ""))
     if cost.size:
-        line += f" · context after sending ≈ {cost.after:,} of {cost.size:,} tokens, plus your question"
-    if cost.max_images and n > cost.max_images:
-        return f"⚠️ {line}. This model takes at most {cost.max_images} per message."
+        line += say(" · context after sending ≈ {after} of {size} tokens, plus your question",
+                    after=f"{cost.after:,}", size=f"{cost.size:,}")
+    if cost.max_images and n > cost.max_images and not getattr(cost, "video", ""):
+        return "⚠️ " + say("{line}. This model takes at most {n} per message.", line=line, n=cost.max_images)
     if cost.size and cost.after > cost.size:
-        return f"⚠️ {line}: that does not fit; older messages will be left out, or remove an image."
+        return "⚠️ " + say("{line}: that does not fit; older messages will be left out, or remove an image.", line=line)
     return line
 
 
@@ -178,7 +200,7 @@ def model_view(services: Services) -> ModelView:
     note = "\n".join(f"- **{plain(pr.path.name)}**: {plain(pr.reason)}" for pr in problems)
     real = [p for p in pairs if not p.is_demo]
     return ModelView(choices, [p.name for p in real],
-                     f"Files in the models folder that Iris cannot use:\n{note}" if note else "",
+                     f"{say('Files in the models folder that Iris cannot use:')}\n{note}" if note else "",
                      installed_markdown(services, real))
 
 
@@ -193,9 +215,10 @@ def catalog_choices(services: Services) -> tuple[list[tuple[str, str]], str | No
     for s in specs:
         q = s.quants[0]
         star = "★ " if s.id == pick else ""
-        nc = " · non-commercial" if s.non_commercial else ""
+        nc = say(" · non-commercial") if s.non_commercial else ""
         choices.append((f"{star}{s.name} — {human_size(q.size)}{nc}", s.id))
-    why = f"Recommended for this machine ({kind.description}): **{next(s.name for s in specs if s.id == pick)}**."
+    why = say("Recommended for this machine ({machine}): **{name}**.", machine=kind.description,
+              name=next(s.name for s in specs if s.id == pick))
     return choices, pick, why
 
 
@@ -207,13 +230,14 @@ def catalog_details(services: Services, spec_id: str | None, quant: str | None) 
 
     spec = find_spec(spec_id, services.catalog()[1])
     q = spec.quant(quant)
-    lic = spec.license + (" — **non-commercial use only**" if spec.non_commercial else "")
-    sha = "pinned in the catalog" if q.lm.sha256 and q.mmproj.sha256 else "checked against the Hub's own hash"
+    lic = spec.license + (say(" — **non-commercial use only**") if spec.non_commercial else "")
+    sha = say("pinned in the catalog") if q.lm.sha256 and q.mmproj.sha256 else say("checked against the Hub's own hash")
     note = f"\n\n_{spec.note}_" if spec.note else ""
     return (f"**{spec.name}** ({spec.family}) — {spec.good_for}\n\n"
-            f"Download {human_size(q.size)} (`{q.lm.file}` + `{q.mmproj.file}` from `{spec.repo}`) · "
-            f"needs about {human_size(spec.memory_needed(q))} of memory · context {spec.context_length} · "
-            f"{spec.image_facts()} · licence: {lic} · SHA-256 {sha}.{note}")
+            + say("Download {size} (`{lm}` + `{mm}` from `{repo}`) · needs about {memory} of memory · context {ctx} · "
+                  "{facts} · licence: {lic} · SHA-256 {sha}.", size=human_size(q.size), lm=q.lm.file, mm=q.mmproj.file,
+                  repo=spec.repo, memory=human_size(spec.memory_needed(q)), ctx=spec.context_length,
+                  facts=spec.image_facts(), lic=lic, sha=sha) + note)
 
 
 def downloads_html(jobs: list) -> str:
@@ -224,53 +248,89 @@ def downloads_html(jobs: list) -> str:
         if job.error:
             status = f'<div class="line error">⚠️ {html.escape(job.error)}</div>'
         elif job.cancelled:
-            status = (f'<div class="line">Paused at {human_size(p.done)} of {human_size(p.total)}; '
-                      "press Download to resume.</div>")
+            paused = say("Paused at {done} of {total}; press Download to resume.", done=human_size(p.done),
+                         total=human_size(p.total))
+            status = f'<div class="line">{paused}</div>'
         elif job.folder is not None:
-            status = '<div class="line">✓ Installed. Pick it on the Chat tab.</div>'
+            status = f'<div class="line">{say("✓ Installed. Pick it on the Chat tab.")}</div>'
         else:
             status = f'<div class="line">{html.escape(p.line())}</div>'
         value = f'value="{p.done}" max="{max(p.total, 1)}"' if p.total else ""
         name = html.escape(job.name)
         rows.append(f'<div class="iris-job" data-name="{name}" data-state="{p.state}">'
-                    f'<b>{name}</b><progress {value} aria-label="Download of {name}"></progress>{status}</div>')
-    return "".join(rows) or "<i>No downloads in this session.</i>"
+                    f'<b>{name}</b><progress {value} aria-label="{say("Download of {name}", name=name)}"></progress>'
+                    f'{status}</div>')
+    return "".join(rows) or f"<i>{say('No downloads in this session.')}</i>"
 
 
 def installed_markdown(services: Services, pairs: list[Any]) -> str:
     """Installed models (pairs, the demo left out) as a Markdown table, with unfinished downloads below."""
-    lines = [f"Models folder: `{services.store.root}`", ""]
+    lines = [say("Models folder: `{root}`", root=services.store.root), ""]
     if pairs:
-        lines += ["| Model | Size | From |", "|---|---|---|"]
-        lines += [f"| {p.name} | {human_size(p.size)} | {p.label or 'your own files'} |" for p in pairs]
+        lines += [say("| Model | Size | From |"), "|---|---|---|"]
+        lines += [f"| {p.name} | {human_size(p.size)} | {p.label or say('your own files')} |" for p in pairs]
     else:
-        lines.append("No models installed yet.")
+        lines.append(say("No models installed yet."))
     for part in services.store.partial_downloads():
-        lines.append(f"\nUnfinished download **{part.name}**: {human_size(part.size)} kept; Download resumes it.")
+        lines.append("\n" + say("Unfinished download **{name}**: {size} kept; Download resumes it.", name=part.name,
+                                size=human_size(part.size)))
     return "\n".join(lines)
 
 
 def load_failed(services: Services, exc: AppError) -> str:
     """The status line after a failed load: what went wrong, and what is still loaded."""
-    still = f"\n\nStill loaded: **{plain(services.loaded.name)}**." if services.loaded else ""
-    return f"⚠️ {plain(exc)}{still}"
+    still = "\n\n" + say("Still loaded: **{name}**.", name=plain(services.loaded.name)) if services.loaded else ""
+    return f"⚠️ {plain(say(str(exc)))}{still}"
 
 
 def model_status(services: Services, name: str | None) -> str:
     """The status line under the model picker: what is loaded, on which device, with which limits."""
     if name is None:
-        return (f"No models found in `{services.store.root}`. Put an LM .gguf and its mmproj .gguf "
-                "in a folder there, or load two files by path below.")
+        return say("No models found in `{root}`. Put an LM .gguf and its mmproj .gguf in a folder there, or load "
+                   "two files by path below.", root=services.store.root)
     model = getattr(services.engine, "model", None)
     if model is None:
-        return f"Loaded **{plain(name)}**."
+        return say("Loaded **{name}**.", name=plain(name))
     if getattr(model, "backend", "") == "remote":
-        return (f"Using **{plain(model.name)}** on the server {plain(model.server)} (OpenAI API): the server's "
-                "own context, image limits and hardware; first-token time and speed are measured here.")
-    return (f"Loaded **{plain(name)}** ({human_size(services.loaded.size) if services.loaded else ''}) · "
-            f"format `{model.chat_format}` · LM on {model.device_lm} · mmproj on {model.device_mmproj} "
-            f"(llama.cpp {getattr(model, 'backend', 'cpu').upper()} build"
-            f"{'' if getattr(model, 'extra_buffers', True) else ', AMX kernels off'}) · "
-            f"context {model.n_ctx} · {model.image_tokens} tokens for a picture at the encoder's size · up to "
-            f"{model.max_images} images per message"
-            + (f" · loaded in {model.load_s:.1f} s" if getattr(model, "load_s", 0) else ""))
+        return say("Using **{name}** on the server {server} (OpenAI API): the server's own context, image limits and "
+                   "hardware; first-token time and speed are measured here.", name=plain(model.name),
+                   server=plain(model.server))
+    return (say("Loaded **{name}** ({size}) · format `{fmt}` · LM on {lm} · mmproj on {mm} (llama.cpp {backend} "
+                "build{amx}) · context {ctx} · {tokens} tokens for a picture at the encoder's size · up to {images} "
+                "images per message", name=plain(name),
+                size=human_size(services.loaded.size) if services.loaded else "", fmt=model.chat_format,
+                lm=model.device_lm, mm=model.device_mmproj, backend=getattr(model, "backend", "cpu").upper(),
+                amx="" if getattr(model, "extra_buffers", True) else say(", AMX kernels off"), ctx=model.n_ctx,
+                tokens=model.image_tokens, images=model.max_images)
+            + (say(" · loaded in {s} s", s=f"{model.load_s:.1f}") if getattr(model, "load_s", 0) else ""))
+
+
+SHORTCUTS = [("<kbd>Ctrl</kbd>+<kbd>Shift</kbd>+<kbd>O</kbd>", "New chat"),
+             ("<kbd>Shift</kbd>+<kbd>Esc</kbd>", "Go to the message box"),
+             ("<kbd>Ctrl</kbd>+<kbd>Shift</kbd>+<kbd>X</kbd>", "Stop the reply"),
+             ("<kbd>Ctrl</kbd>+<kbd>Shift</kbd>+<kbd>Enter</kbd>", "Regenerate the last reply"),
+             ("<kbd>Ctrl</kbd>+<kbd>/</kbd>", "Show or hide this list")]
+
+
+def shortcuts_html() -> str:
+    """The keyboard shortcuts box under the chat (iris.js handles the keys)."""
+    ctrl = say("Ctrl")
+    rows = "".join(f"<tr><td>{keys.replace('Ctrl', ctrl)}</td><td>{say(what)}</td></tr>" for keys, what in SHORTCUTS)
+    mac = say("On a Mac, <kbd>Cmd</kbd> works where <kbd>Ctrl</kbd> is shown. In the conversation list, the arrow keys "
+              "move between conversations.")
+    return f"<details><summary>{say('Keyboard shortcuts')}</summary><table>{rows}</table><p>{mac}</p></details>"
+
+
+def recommendation(services: Services, why: str, real: list[str], names: list[Any]) -> str:
+    """The Models tab's recommendation, and while only the demo is installed, what the demo is."""
+    if not real and names:
+        why += "\n\n" + say("Until you download one, the **demo model** is loaded on the Chat tab: a tiny model "
+                             "trained by Iris that knows only shapes and colours. Try it with a picture of a red "
+                             "circle.")
+    return why
+
+
+def files_help(services: Services) -> str:
+    """How to add one's own GGUF files."""
+    return say("Put an LM `.gguf` and its `mmproj` `.gguf` in a folder under `{root}` (then **Rescan** on the Chat "
+               "tab), or load two files by path. Iris checks that they fit together first.", root=services.store.root)
