@@ -266,7 +266,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
             clip = services.video_frames(None, [args.video], [])  # now fitted to the loaded model's context
             images, labels = list(clip.frames), frame_labels(clip.times)
             if args.stats:
-                print(f"{len(clip.frames)} frames of {clip.name} ({stamp(clip.duration)} long) at "
+                n = len(clip.frames)
+                print(f"{n} frame{'s' if n != 1 else ''} of {clip.name} ({stamp(clip.duration)} long) at "
                       f"{', '.join(stamp(t) for t in clip.times)}; sampled in {clip.sample_s:.2f} s", file=sys.stderr)
         conv = Conversation(system=args.system, turns=[Turn("user", args.question, images, labels)])
         params = GenParams(temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed)

@@ -6,6 +6,9 @@ from __future__ import annotations
 import io
 import re
 import json
+import os
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -170,3 +173,38 @@ def test_a_single_image_model_names_the_models_that_can_watch(models_dir, clips)
     with pytest.raises(UnsupportedVideo, match="takes one image per message") as err:
         s.ask(None, "What happens?", [clips[".mp4"]])
     assert "Qwen2.5-VL" in str(err.value) and "Moondream" not in str(err.value)
+
+
+# -- the command line, and the demo model (trained on single pictures) ---------------------------------------
+
+DEMO = Path(__file__).resolve().parent.parent / "assets" / "demo"
+DEMO_LM, DEMO_MM = DEMO / "iris-demo-shapes.gguf", DEMO / "iris-demo-shapes-mmproj.gguf"
+
+
+def iris(*args: str, home: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, IRIS_HOME=str(home))
+    env.pop("IRIS_RAISE_ERRORS", None)
+    return subprocess.run([sys.executable, "-m", "app", *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+@pytest.mark.skipif(not DEMO_LM.exists(), reason="the demo model has not been trained (training/train.py)")
+@pytest.mark.parametrize(("name", "rgb"), [("red", (220, 40, 40)), ("blue", (40, 80, 220)),
+                                           ("yellow", (240, 210, 30))])
+def test_the_demo_model_tells_the_colour_of_the_square_in_a_video(tmp_path, iris_home, name, rgb):
+    clip = moving_square(tmp_path / f"{name}.mp4", seconds=4, fps=10, size=(224, 224), colour=rgb,
+                         background=(225, 225, 225))
+    r = iris("ask", "--lm", str(DEMO_LM), "--mmproj", str(DEMO_MM), "--video", str(clip), "--frames", "3",
+             "--fps", "1", "--temperature", "0", "--max-tokens", "12", "--stats", "What colour is the square?",
+             home=iris_home)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"The square is {name}."
+    assert f"3 frames of {name}.mp4 (0:04 long) at 0:00, 0:02, 0:03" in r.stderr and "(3 img)" in r.stderr
+
+
+def test_the_command_line_refuses_a_bad_video_before_loading_a_model(tmp_path, iris_home):
+    fake = tmp_path / "holiday.mp4"
+    fake.write_text("not a film")
+    r = iris("ask", "--lm", str(tmp_path / "none.gguf"), "--mmproj", str(tmp_path / "none-mmproj.gguf"),
+             "--video", str(fake), "What happens?", home=iris_home)
+    assert r.returncode != 0 and "holiday.mp4 is not a video Iris can read" in r.stderr
+    assert "Traceback" not in r.stderr

@@ -1,0 +1,35 @@
+"""A video dropped in the browser: its frames and their token cost under the input box before sending, the
+frames as a strip in the chat, the real engine's encode time under the reply."""
+
+from __future__ import annotations
+
+from browserkit import browser_page, needs_chromium, shot
+from servekit import serving
+from videos import moving_square
+
+from app.services import build_services
+
+pytestmark = needs_chromium
+
+
+def test_a_video_shows_its_frames_and_cost_then_goes_out_as_a_strip(models_dir, tmp_path):
+    clip = moving_square(tmp_path / "square.mp4", seconds=5, fps=10, size=(160, 120))
+    services = build_services(models_dir, with_history=True)  # the real engine on the tiny pair
+    services.update_settings(max_tokens=16)
+    with serving(services, 7995) as port, browser_page(f"http://127.0.0.1:{port}/") as pg:
+        pg.locator("#iris-status", has_text="Loaded").wait_for(timeout=30000)
+        pg.locator("#iris-input input[type=file]").set_input_files([str(clip)])
+        line = pg.locator("#iris-image-cost", has_text="5 frames at 0:00, 0:01, 0:02, 0:03, 0:04")
+        line.wait_for(timeout=20000)
+        assert "5 × 16 = 80 tokens" in line.inner_text()
+        pg.locator("#iris-input textarea").fill("What happens?")
+        pg.locator("#iris-input textarea").press("Enter")
+        pg.locator("#iris-chat .iris-stats-line", has_text="image encode").wait_for(timeout=60000)
+        frames = pg.locator("#iris-chat .message-row.iris-frame img")
+        assert frames.count() == 5
+        assert frames.nth(2).get_attribute("alt") == "video frame at 0:02"
+        assert max(frames.nth(i).bounding_box()["height"] for i in range(5)) <= 90
+        frames.first.scroll_into_view_if_needed()
+        shot(pg, "video-strip")
+        stored = services.history.get(services.history.list()[0].id).messages
+        assert stored[0].frames == [0.5, 1.5, 2.5, 3.5, 4.5] and stored[1].stats["images_encoded"] == 5
