@@ -256,3 +256,20 @@ def test_an_image_the_encoder_cannot_use_is_refused_before_it_is_saved(tmp_path)
         history.close()
     finally:
         eng.close()
+
+
+def test_a_video_goes_in_as_frames_each_after_its_time(fam, tmp_path):
+    from app.services import frame_labels
+    from app.video import sample
+    from videos import moving_square
+
+    name, eng = fam
+    clip = sample(moving_square(tmp_path / "clip.mp4", seconds=3, fps=10, size=(96, 64)), fps=1.0, max_frames=3)
+    conv = Conversation(turns=[Turn("user", "what happens?", list(clip.frames), frame_labels(clip.times))])
+    text, images = eng.render(conv)
+    assert len(images) == 3
+    at = [text.index(label) for label in ("Frame at 0:00:", "Frame at 0:01:", "Frame at 0:02:")]
+    assert at == sorted(at)  # each time once, in order, before its frame
+    eng.embeddings.clear()
+    ids = _ids(eng, conv)
+    assert ids.stats.images_encoded >= 3 and ids.stats.image_tokens > 0  # LLaVA-1.6 counts each tile
