@@ -259,9 +259,10 @@ def test_an_image_the_encoder_cannot_use_is_refused_before_it_is_saved(tmp_path)
 
 
 def test_a_video_goes_in_as_frames_each_after_its_time(fam, tmp_path):
+    from videos import moving_square
+
     from app.services import frame_labels
     from app.video import sample
-    from videos import moving_square
 
     name, eng = fam
     clip = sample(moving_square(tmp_path / "clip.mp4", seconds=3, fps=10, size=(96, 64)), fps=1.0, max_frames=3)

@@ -4,9 +4,9 @@ hash with their times, exported and imported; bad videos refused in words; singl
 from __future__ import annotations
 
 import io
-import re
 import json
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -14,9 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from fakeengine import FakeEngine
+from PIL import Image
 from videos import audio_only, moving_square
 
 from app import video

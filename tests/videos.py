@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 
 CODECS = {".mp4": ("libx264", "yuv420p"), ".mkv": ("libx264", "yuv420p"), ".mov": ("libx264", "yuv420p"),
-          ".webm": ("libvpx-vp9", "yuv420p"), ".gif": ("gif", "rgb8")}
+          ".webm": ("libvpx-vp9", "yuv420p"), ".gif": ("gif", "rgb8")}  # what the PyAV wheels can write
 
 
 def moving_square(path: Path, seconds: float = 4.0, fps: float = 10, size: tuple[int, int] = (160, 120),
                   colour: tuple[int, int, int] = (220, 30, 30), gop: int = 0,
                   background: tuple[int, int, int] = (128, 128, 128)) -> Path:
-    """A square of colour moving left to right across a plain background (grey by default), written with the codec its extension implies."""
+    """A square of colour moving left to right across a plain background (grey by default), written with the
+    codec its extension implies."""
     import av
 
     codec, pix = CODECS[path.suffix.lower()]
