@@ -315,7 +315,7 @@ def stream(s: Services, ui: Parts, cid: str, run: Callable[[], Reply]) -> Iterat
         return
     if reply.notice:
         gr.Warning(toast(reply.notice))
-    yield {**show(s, ui, cid), ui.notice: plain(reply.notice)}
+    yield {**show(s, ui, cid), ui.notice: plain(say(reply.notice)) if reply.notice else ""}
 
 
 def respond(s: Services, ui: Parts, cid: str | None, accepted: bool) -> Iterator[Update]:

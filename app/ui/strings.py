@@ -1,8 +1,9 @@
 """Every word Iris's page says, in every language Iris speaks (no gradio here): English, the key, and German.
 
 PAGE: labels and buttons, shown through gr.I18n (the browser translates them). SERVER: what the server sends
-later (status lines, toasts, errors, reply stats, placeholders), looked up by say() in the language of the
-event being handled (set by handlers.bind from the request). SCRIPT: the words iris.js adds to the page.
+later (status lines, toasts, reply stats, placeholders), looked up by say() in the language of the event
+being handled (set by handlers.bind from the request). ERRORS: what app's own errors say, as patterns (values
+kept). SCRIPT: the words iris.js adds to the page.
 A person picks a language in Settings (the iris-lang cookie); without one, the browser's language decides.
 The model's answers are never translated.
 """
@@ -237,9 +238,38 @@ _chosen: contextvars.ContextVar[str] = contextvars.ContextVar("iris_lang_chosen"
 
 
 def say(text: str, **fields: object) -> str:
-    """text in the language of the event being handled (English when there is no translation), fields filled in."""
-    words = _ALL.get(_lang.get(), {}).get(text, text)
+    """text in the language of the event being handled (English when there is no translation), fields filled in.
+
+    A text that is not a key is tried against ERRORS' patterns: an error raised below the UI, its values kept.
+    """
+    lang = _lang.get()
+    table = _ALL.get(lang, {})
+    words = table.get(text)
+    if words is None:
+        words = _error(text, lang) if lang != "en" else None
+        if words is None:
+            words = text
     return words.format(**fields) if fields else words
+
+
+_patterns: list[tuple[re.Pattern[str], str]] = []
+
+
+def _error(text: str, lang: str) -> str | None:
+    """An error's text in lang, by the ERRORS pattern it fits (None when none does); values stay as they were,
+    short ones that are themselves in ERRORS ('only sound') translated."""
+    if not _patterns:
+        for english in ERRORS:
+            parts = [re.escape(p) for p in english.split("{}")]
+            _patterns.append((re.compile("(.*?)".join(parts) + r"\Z", re.DOTALL), english))
+    words = _ERRORS_IN.get(lang, {})
+    for pattern, english in _patterns:
+        m = pattern.match(text)
+        if m and english in words:
+            values = [words.get(v, v) for v in m.groups()]
+            # Braces inside values (a file name) must not be read as fields: fill in by position, once.
+            return re.sub(r"\{(\d+)\}", lambda f, v=values: v[int(f.group(1))], words[english])
+    return None
 
 
 def language(chosen: str | None, accept_language: str | None) -> str:
@@ -297,3 +327,304 @@ def head_script() -> str:
             "    location.reload();\n"
             "  };\n"
             "})();</script>")
+
+# Errors raised below the UI (app.services, history, images, video, the engine, the GGUF checks, the downloader,
+# remote servers): the English exactly as raised, each {} a value filled in there; the German says where each
+# value goes ({0} is the first). say() finds the pattern an error's text fits. Technical details inside an
+# error (a tensor's shape, llama.cpp's own words) stay as they are.
+ERRORS = {
+    # services, history
+    "Give the server's address with http:// or https://, e.g. http://gpu-box:8000/v1.":
+        "Geben Sie die Adresse des Servers mit http:// oder https:// an, z. B. http://gpu-box:8000/v1.",
+    "A video goes in a message of its own: send one video, and any images in another message.":
+        "Ein Video braucht eine eigene Nachricht: Senden Sie ein Video und Bilder in einer anderen Nachricht.",
+    "{} takes one image per message, so it cannot watch a video (its frames go in as several images). "
+    "Models that can: {}.":
+        "{0} nimmt ein Bild pro Nachricht und kann deshalb kein Video ansehen (seine Bilder gehen als mehrere "
+        "Bilder hinein). Modelle, die es können: {1}.",
+    "Not even one frame of {} fits in what is left of the context ({} tokens a frame). Start a new chat, or "
+    "raise the context size in Settings and load the model again.":
+        "Nicht einmal ein Bild aus {0} passt in den verbleibenden Kontext ({1} Token pro Bild). Beginnen Sie einen "
+        "neuen Chat, oder erhöhen Sie die Kontextgröße in den Einstellungen und laden Sie das Modell neu.",
+    "{} is downloading right now; cancel the download first.":
+        "{0} wird gerade heruntergeladen; brechen Sie zuerst den Download ab.",
+    "History is not available in this mode.": "Der Verlauf ist in diesem Modus nicht verfügbar.",
+    "{} accepts at most {} image{} per message; this one has {}. Send them in separate messages.":
+        "{0} nimmt höchstens {1} Bild(er) pro Nachricht; diese hat {3}. Senden Sie sie in getrennten Nachrichten.",
+    "{} is not a .gguf file Iris can read. Give the full path of the LM .gguf and of its mmproj .gguf.":
+        "{0} ist keine .gguf-Datei, die Iris lesen kann. Geben Sie den vollständigen Pfad der LM-.gguf und ihrer "
+        "mmproj-.gguf an.",
+    "No installed model is called '{}'. Installed: {}. Run 'iris models' to list them.":
+        "Kein installiertes Modell heißt „{0}“. Installiert: {1}. 'iris models' listet sie auf.",
+    "The demo model is part of Iris and cannot be removed (it is under 20 MB).":
+        "Das Demo-Modell gehört zu Iris und lässt sich nicht entfernen (es ist kleiner als 20 MB).",
+    "An image of this conversation is missing from {} ({}).": "Ein Bild dieser Unterhaltung fehlt in {0} ({1}).",
+    "The disk holding {} is full, so this was not saved. Free some space (a few MB is enough for text; images need "
+    "their size) and try again; everything saved before is kept.":
+        "Der Datenträger mit {0} ist voll, daher wurde dies nicht gespeichert. Schaffen Sie Platz (für Text genügen "
+        "wenige MB; Bilder brauchen ihre Größe) und versuchen Sie es erneut; alles bisher Gespeicherte bleibt.",
+    "This conversation file cannot be imported: {}. Nothing was imported.":
+        "Diese Unterhaltungsdatei lässt sich nicht importieren: {0}. Es wurde nichts importiert.",
+    "This file is not a conversation exported by Iris (its format is not '{}'). Nothing was imported.":
+        "Diese Datei ist keine von Iris exportierte Unterhaltung (ihr Format ist nicht „{0}“). Es wurde nichts "
+        "importiert.",
+    "That file is not a conversation exported by Iris (it is not JSON, or nested too deeply). Nothing was imported.":
+        "Diese Datei ist keine von Iris exportierte Unterhaltung (kein JSON, oder zu tief verschachtelt). Es wurde "
+        "nichts importiert.",
+    # images
+    "{} is empty (0 bytes). Pick another image.": "{0} ist leer (0 Byte). Wählen Sie ein anderes Bild.",
+    "{} is too large to open safely (over {} megapixels). Shrink it and try again.":
+        "{0} ist zu groß, um es sicher zu öffnen (über {1} Megapixel). Verkleinern Sie es und versuchen Sie es erneut.",
+    "{} is not an image Iris can read. Use PNG, JPEG, WebP, GIF, BMP or TIFF.":
+        "{0} ist kein Bild, das Iris lesen kann. Verwenden Sie PNG, JPEG, WebP, GIF, BMP oder TIFF.",
+    "{} is damaged or truncated ({}). Pick another copy.":
+        "{0} ist beschädigt oder unvollständig ({1}). Wählen Sie eine andere Kopie.",
+    "{}: file not found.": "{0}: Datei nicht gefunden.",
+    "{}: cannot be read ({}).": "{0}: lässt sich nicht lesen ({1}).",
+    "{} is {}×{} pixels ({} megapixels); Iris accepts up to {} megapixels. Shrink it and try again.":
+        "{0} hat {1}×{2} Pixel ({3} Megapixel); Iris nimmt bis zu {4} Megapixel. Verkleinern Sie es und versuchen "
+        "Sie es erneut.",
+    "{} is {}×{} pixels; Iris takes images up to {} pixels a side and at most {} times as long as wide. Crop it and "
+    "try again.":
+        "{0} hat {1}×{2} Pixel; Iris nimmt Bilder bis {3} Pixel Seitenlänge und höchstens {4}-mal so lang wie "
+        "breit. Schneiden Sie es zu und versuchen Sie es erneut.",
+    # video
+    "Frames per second must be between 0 and 30 (not {}).": "Bilder pro Sekunde müssen zwischen 0 und 30 liegen "
+                                                             "(nicht {0}).",
+    "The number of frames must be between 1 and {} (not {}).":
+        "Die Zahl der Bilder muss zwischen 1 und {0} liegen (nicht {1}).",
+    "{} is empty (0 bytes). Pick another video.": "{0} ist leer (0 Byte). Wählen Sie ein anderes Video.",
+    "{} has no frames that can be decoded; it may be truncated. Pick another copy.":
+        "{0} hat keine Bilder, die sich dekodieren lassen; vielleicht ist es unvollständig. Wählen Sie eine andere "
+        "Kopie.",
+    "{} is cut short: its pictures stop at {} of the {} it claims. Pick a complete copy.":
+        "{0} ist abgeschnitten: seine Bilder enden bei {1} der angegebenen {2}. Wählen Sie eine vollständige Kopie.",
+    "{} is not a video Iris can read (or it is damaged). Use MP4, WebM, MOV, MKV or an animated GIF.":
+        "{0} ist kein Video, das Iris lesen kann (oder es ist beschädigt). Verwenden Sie MP4, WebM, MOV, MKV oder "
+        "ein animiertes GIF.",
+    "{} could not be decoded ({}). It may be truncated; pick another copy.":
+        "{0} ließ sich nicht dekodieren ({1}). Vielleicht ist es unvollständig; wählen Sie eine andere Kopie.",
+    "{} has {}: there is no video track to look at.": "{0} enthält {1}: es gibt keine Videospur zum Ansehen.",
+    "only sound": "nur Ton",
+    "no pictures": "keine Bilder",
+    "{} is {}×{} pixels a frame; Iris takes video up to {} pixels a side.":
+        "{0} hat {1}×{2} Pixel pro Bild; Iris nimmt Videos bis {3} Pixel Seitenlänge.",
+    # the engine
+    "Iris does not know how to talk to this model: its projector type is '{}', its architecture '{}', and the LM "
+    "carries no chat template. Choose a chat format explicitly (one of: {}).":
+        "Iris weiß nicht, wie es mit diesem Modell sprechen soll: Projektortyp „{0}“, Architektur „{1}“, und das "
+        "LM enthält keine Chat-Vorlage. Wählen Sie ausdrücklich ein Chat-Format (eines von: {2}).",
+    "Unknown chat format '{}'. Use one of: {}.": "Unbekanntes Chat-Format „{0}“. Verwenden Sie eines von: {1}.",
+    "{} carries no chat template, which the generic 'mtmd' format needs. Pick the model's dedicated chat format or "
+    "a GGUF that includes its template.":
+        "{0} enthält keine Chat-Vorlage, die das allgemeine Format 'mtmd' braucht. Wählen Sie das eigene Chat-Format "
+        "des Modells oder eine GGUF, die ihre Vorlage enthält.",
+    "No model is loaded. Pick a model first.": "Kein Modell geladen. Wählen Sie zuerst ein Modell.",
+    "The image tokens could not be evaluated (code {}).": "Die Bild-Token ließen sich nicht auswerten (Code {0}).",
+    "This model accepts at most {} image{} per message; this message has {}. Send them in separate messages.":
+        "Dieses Modell nimmt höchstens {0} Bild(er) pro Nachricht; diese Nachricht hat {2}. Senden Sie sie in "
+        "getrennten Nachrichten.",
+    "This conversation needs {} tokens ({} of them for images) but the model's context holds {}. Start a new "
+    "conversation, remove images, or raise the context size in Settings.":
+        "Diese Unterhaltung braucht {0} Token ({1} davon für Bilder), der Kontext des Modells fasst aber {2}. "
+        "Beginnen Sie eine neue Unterhaltung, entfernen Sie Bilder oder erhöhen Sie die Kontextgröße in den "
+        "Einstellungen.",
+    "The vision encoder failed on an image (code {}).": "Der Bild-Encoder ist an einem Bild gescheitert (Code {0}).",
+    "llama.cpp could not load {} ({}). The file may be from a newer llama.cpp than this Iris uses, or damaged; "
+    "try another quantization or download it again.":
+        "llama.cpp konnte {0} nicht laden ({1}). Die Datei stammt vielleicht von einem neueren llama.cpp als dem "
+        "dieses Iris, oder sie ist beschädigt; versuchen Sie eine andere Quantisierung oder laden Sie sie neu "
+        "herunter.",
+    "llama.cpp could not load the vision projector {} with {} ({}). Pick the mmproj from the same repository as "
+    "the LM.":
+        "llama.cpp konnte den Bildprojektor {0} nicht mit {1} laden ({2}). Wählen Sie die mmproj aus demselben "
+        "Repository wie das LM.",
+    "{}: {}. Choose the model's dedicated chat format instead of 'mtmd'.":
+        "{0}: {1}. Wählen Sie statt 'mtmd' das eigene Chat-Format des Modells.",
+    "llama.cpp could not evaluate this prompt with {} ({}). The model file may be damaged; download it again.":
+        "llama.cpp konnte diesen Prompt mit {0} nicht auswerten ({1}). Die Modelldatei ist vielleicht beschädigt; "
+        "laden Sie sie erneut herunter.",
+    "This model's vision encoder cannot use an image of this shape ({} pixels). Crop it closer to a square, or "
+    "resize it, and try again.":
+        "Der Bild-Encoder dieses Modells kann ein Bild dieser Form nicht verwenden ({0} Pixel). Schneiden Sie es "
+        "näher an ein Quadrat zu oder ändern Sie seine Größe, und versuchen Sie es erneut.",
+    "The prompt could not be split into text and images (code {}).":
+        "Der Prompt ließ sich nicht in Text und Bilder aufteilen (Code {0}).",
+    "{}: the vision encoder could not decode this image.": "{0}: Der Bild-Encoder konnte dieses Bild nicht dekodieren.",
+    # GGUF files
+    "{} is damaged: {}. Download the file again from the model's repository.":
+        "{0} ist beschädigt: {1}. Laden Sie die Datei erneut aus dem Repository des Modells herunter.",
+    "{} has the projector type '{}', which this llama.cpp does not know. Use a GGUF of a model in Iris's catalog, "
+    "or a newer Iris.":
+        "{0} hat den Projektortyp „{1}“, den dieses llama.cpp nicht kennt. Verwenden Sie die GGUF eines Modells aus "
+        "Iris' Katalog oder ein neueres Iris.",
+    "{} is not a complete vision projector: it lacks {}. Download the file again from the model's repository.":
+        "{0} ist kein vollständiger Bildprojektor: es fehlt {1}. Laden Sie die Datei erneut aus dem Repository des "
+        "Modells herunter.",
+    "{} is damaged: unknown metadata type {}.": "{0} ist beschädigt: unbekannter Metadatentyp {1}.",
+    "{} does not exist or is not a file. Check the path.": "{0} existiert nicht oder ist keine Datei. Prüfen Sie den "
+                                                          "Pfad.",
+    "{} is empty (0 bytes). Download it again.": "{0} ist leer (0 Byte). Laden Sie sie erneut herunter.",
+    "{} is truncated: it has {} bytes but its tensors need {}. The download was probably interrupted; download the "
+    "file again.":
+        "{0} ist unvollständig: sie hat {1} Byte, ihre Tensoren brauchen aber {2}. Der Download wurde "
+        "wahrscheinlich unterbrochen; laden Sie die Datei erneut herunter.",
+    "{} is not a complete {}: it lacks {}. It may come from an old or broken converter; download the file again "
+    "from the model's repository.":
+        "{0} ist kein vollständiges {1}: es fehlt {2}. Sie stammt vielleicht von einem alten oder fehlerhaften "
+        "Konverter; laden Sie die Datei erneut aus dem Repository des Modells herunter.",
+    "{} is not a complete {}: it lacks the tensors {}. Download the file again from the model's repository.":
+        "{0} ist kein vollständiges {1}: es fehlen die Tensoren {2}. Laden Sie die Datei erneut aus dem Repository "
+        "des Modells herunter.",
+    "{} is a vision projector (mmproj), not a language model. Pick the model's main .gguf file as the LM and this "
+    "one as the mmproj.":
+        "{0} ist ein Bildprojektor (mmproj), kein Sprachmodell. Wählen Sie die Haupt-.gguf des Modells als LM und "
+        "diese als mmproj.",
+    "{} lacks general.architecture; it is not a usable model.":
+        "{0} fehlt general.architecture; sie ist kein brauchbares Modell.",
+    "{} is a language model, not a vision projector (mmproj). Pick the file whose name contains 'mmproj' from the "
+    "same repository.":
+        "{0} ist ein Sprachmodell, kein Bildprojektor (mmproj). Wählen Sie die Datei mit 'mmproj' im Namen aus "
+        "demselben Repository.",
+    "{} has no vision encoder; Iris needs one to see images.":
+        "{0} hat keinen Bild-Encoder; Iris braucht einen, um Bilder zu sehen.",
+    "{} is malformed: {} vision heads do not divide its width {}.":
+        "{0} ist fehlerhaft: {1} Bild-Köpfe teilen ihre Breite {2} nicht.",
+    "The two files are swapped: {} is the vision projector and {} the language model. Pass them the other way "
+    "round.":
+        "Die beiden Dateien sind vertauscht: {0} ist der Bildprojektor und {1} das Sprachmodell. Geben Sie sie "
+        "umgekehrt an.",
+    "This projector ({}) expects a {}-wide model; the LM ({}) is {}-wide. Pick the mmproj from the same repository "
+    "as the LM.":
+        "Dieser Projektor ({0}) erwartet ein Modell der Breite {1}; das LM ({2}) hat die Breite {3}. Wählen Sie die "
+        "mmproj aus demselben Repository wie das LM.",
+    "{} is truncated: its header ends early. The download was probably interrupted; download the file again.":
+        "{0} ist unvollständig: ihr Kopf endet zu früh. Der Download wurde wahrscheinlich unterbrochen; laden Sie "
+        "die Datei erneut herunter.",
+    "{} is damaged: a header string claims {} bytes.":
+        "{0} ist beschädigt: eine Zeichenkette im Kopf gibt {1} Byte an.",
+    "{} is not a GGUF model file. Iris needs the .gguf files of a model (an LM and its mmproj), as published in "
+    "GGUF repositories on the Hugging Face Hub.":
+        "{0} ist keine GGUF-Modelldatei. Iris braucht die .gguf-Dateien eines Modells (ein LM und seine mmproj), "
+        "wie sie in GGUF-Repositories auf dem Hugging Face Hub erscheinen.",
+    "{} uses GGUF version {}; Iris reads versions 2 and 3.": "{0} nutzt GGUF-Version {1}; Iris liest die Versionen "
+                                                             "2 und 3.",
+    "{} is damaged: its header counts are implausible.": "{0} ist beschädigt: die Zählwerte im Kopf sind unplausibel.",
+    "{} is damaged: general.alignment is not a power of two. Download the file again.":
+        "{0} ist beschädigt: general.alignment ist keine Zweierpotenz. Laden Sie die Datei erneut herunter.",
+    "{} is damaged: key {} has the wrong type. Download the file again from the model's repository.":
+        "{0} ist beschädigt: der Schlüssel {1} hat den falschen Typ. Laden Sie die Datei erneut aus dem Repository "
+        "des Modells herunter.",
+    "{} carries a chat template that does not parse ({}). Download the file again, or use a GGUF of this model "
+    "from another repository.":
+        "{0} enthält eine Chat-Vorlage, die sich nicht lesen lässt ({1}). Laden Sie die Datei erneut herunter oder "
+        "nutzen Sie eine GGUF dieses Modells aus einem anderen Repository.",
+    "{} is malformed: {} attention heads do not split its width {} into even-sized heads. Download the file again.":
+        "{0} ist fehlerhaft: {1} Attention-Köpfe teilen ihre Breite {2} nicht in gleich große Köpfe. Laden Sie die "
+        "Datei erneut herunter.",
+    "{} lacks {}; it is not a complete vision projector.": "{0} fehlt {1}; sie ist kein vollständiger Bildprojektor.",
+    "{} is malformed: its projector takes {}-wide features but the encoder gives {}. Download the file again.":
+        "{0} ist fehlerhaft: ihr Projektor nimmt Merkmale der Breite {1}, der Encoder liefert aber {2}. Laden Sie "
+        "die Datei erneut herunter.",
+    "{} is malformed: its projector layers do not fit together.":
+        "{0} ist fehlerhaft: die Schichten ihres Projektors passen nicht zusammen.",
+    "{} is damaged: an array claims {} items.": "{0} ist beschädigt: ein Feld gibt {1} Einträge an.",
+    "{} is damaged: it holds an array of arrays, which GGUF does not allow.":
+        "{0} ist beschädigt: sie enthält ein Feld aus Feldern, was GGUF nicht erlaubt.",
+    "{} is damaged: tensor {} has {} dimensions.": "{0} ist beschädigt: der Tensor {1} hat {2} Dimensionen.",
+    # downloads
+    "{} failed its SHA-256 check twice (expected {}…); the bad file was removed. Something between you and the Hub "
+    "(a proxy, antivirus or a flaky disk) is changing the data. Try again later or from another network.":
+        "{0} hat die SHA-256-Prüfung zweimal nicht bestanden (erwartet {1}…); die fehlerhafte Datei wurde entfernt. "
+        "Etwas zwischen Ihnen und dem Hub (ein Proxy, ein Virenscanner oder eine unzuverlässige Festplatte) "
+        "verändert die Daten. Versuchen Sie es später oder aus einem anderen Netz erneut.",
+    "HF_HUB_OFFLINE is set, so Iris may not download anything. Unset it and try again, or add a model's two .gguf "
+    "files yourself.":
+        "HF_HUB_OFFLINE ist gesetzt, daher darf Iris nichts herunterladen. Entfernen Sie die Variable und versuchen "
+        "Sie es erneut, oder fügen Sie die zwei .gguf-Dateien eines Modells selbst hinzu.",
+    "The Hub did not say how big {} is; try again later.":
+        "Der Hub hat nicht gesagt, wie groß {0} ist; versuchen Sie es später erneut.",
+    "The Hub's {} in {} (SHA-256 {}…) is not the file Iris's catalog names ({}…): the repository has changed. "
+    "Nothing was downloaded; update Iris for a new catalog, or download the files yourself and add them as your "
+    "own model.":
+        "{0} in {1} auf dem Hub (SHA-256 {2}…) ist nicht die Datei aus Iris' Katalog ({3}…): das Repository hat "
+        "sich geändert. Es wurde nichts heruntergeladen; aktualisieren Sie Iris für einen neuen Katalog, oder laden "
+        "Sie die Dateien selbst herunter und fügen Sie sie als eigenes Modell hinzu.",
+    "The Hub's {} is {} bytes, the catalog says {}: the repository has changed. Nothing was downloaded; update Iris "
+    "for a new catalog.":
+        "{0} auf dem Hub hat {1} Byte, der Katalog nennt {2}: das Repository hat sich geändert. Es wurde nichts "
+        "heruntergeladen; aktualisieren Sie Iris für einen neuen Katalog.",
+    "Not enough disk space for {}: it needs {} more (plus {} kept free) and {} has {} free. Free some space, pick a "
+    "smaller quantization, or use another models folder (--models-dir).":
+        "Nicht genug Speicherplatz für {0}: es braucht {1} mehr (dazu {2} Reserve), und {3} hat {4} frei. Schaffen "
+        "Sie Platz, wählen Sie eine kleinere Quantisierung oder einen anderen Modellordner (--models-dir).",
+    "The Hub refused the token in HF_TOKEN (invalid credentials). Create a new read token at {}/settings/tokens, "
+    "set HF_TOKEN to it and try again.":
+        "Der Hub hat das Token in HF_TOKEN abgelehnt (ungültige Zugangsdaten). Erstellen Sie ein neues Lese-Token "
+        "unter {0}/settings/tokens, setzen Sie HF_TOKEN darauf und versuchen Sie es erneut.",
+    "HF_HUB_OFFLINE is set, so Iris may not download anything. Unset it and try again.":
+        "HF_HUB_OFFLINE ist gesetzt, daher darf Iris nichts herunterladen. Entfernen Sie die Variable und versuchen "
+        "Sie es erneut.",
+    "{} is gated: its owners want you to accept their terms first. Open {}/{} while logged in and accept them, then "
+    "give Iris a read token: create one at {}/settings/tokens and set HF_TOKEN=hf_… before starting Iris (or run "
+    "'hf auth login').":
+        "{0} ist zugangsbeschränkt: die Eigentümer verlangen zuerst die Zustimmung zu ihren Bedingungen. Öffnen Sie "
+        "angemeldet {1}/{2} und stimmen Sie zu, dann geben Sie Iris ein Lese-Token: erstellen Sie eines unter "
+        "{3}/settings/tokens und setzen Sie HF_TOKEN=hf_… vor dem Start von Iris (oder führen Sie 'hf auth login' "
+        "aus).",
+    "{} has no revision '{}' any more; update Iris for a new catalog.":
+        "{0} hat die Revision „{1}“ nicht mehr; aktualisieren Sie Iris für einen neuen Katalog.",
+    "{} is not in {} (404). The catalog entry is out of date; update Iris, or pick another model.":
+        "{0} ist nicht in {1} (404). Der Katalogeintrag ist veraltet; aktualisieren Sie Iris oder wählen Sie ein "
+        "anderes Modell.",
+    "{} was not found on the Hub (404). It was removed or made private; if you have access, set HF_TOKEN to a token "
+    "that can read it.":
+        "{0} wurde auf dem Hub nicht gefunden (404). Es wurde entfernt oder privat gemacht; wenn Sie Zugang haben, "
+        "setzen Sie HF_TOKEN auf ein Token, das es lesen darf.",
+    "The Hub answered {} for {} after several tries; try again later.{}":
+        "Der Hub antwortete nach mehreren Versuchen {0} für {1}; versuchen Sie es später erneut.{2}",
+    "The proxy refused the connection to {} ({}). Check HTTPS_PROXY / HTTP_PROXY.{}":
+        "Der Proxy hat die Verbindung zu {0} abgelehnt ({1}). Prüfen Sie HTTPS_PROXY / HTTP_PROXY.{2}",
+    "Could not reach {} ({}). Check your internet connection or proxy.{}":
+        "{0} war nicht erreichbar ({1}). Prüfen Sie Ihre Internetverbindung oder den Proxy.{2}",
+    "Stopped waiting for {}.": "Warten auf {0} beendet.",
+    "The disk holding {} is full: {} still needs about {}. Free that much space and press Download again; it "
+    "resumes where it stopped.":
+        "Der Datenträger mit {0} ist voll: {1} braucht noch etwa {2}. Schaffen Sie so viel Platz und drücken Sie "
+        "erneut Herunterladen; es geht dort weiter, wo es aufgehört hat.",
+    "Stopped {} at {}.": "{0} bei {1} angehalten.",
+    "Download of {} stopped at {} of {}; it resumes from there next time.":
+        "Download von {0} bei {1} von {2} angehalten; beim nächsten Mal geht es dort weiter.",
+    "Stopped before {} started.": "Angehalten, bevor {0} begann.",
+    "The server sent more than {} bytes for {}.": "Der Server hat mehr als {0} Byte für {1} gesendet.",
+    # servers (OpenAI API)
+    "Iris cannot load files on the server at {}; pick one of its models.":
+        "Iris kann auf dem Server {0} keine Dateien laden; wählen Sie eines seiner Modelle.",
+    "The server at {} refused the request (HTTP {}): it needs an API key, or this one is wrong. Give it with "
+    "--api-key or in the Models tab.":
+        "Der Server {0} hat die Anfrage abgelehnt (HTTP {1}): er braucht einen API-Schlüssel, oder dieser ist "
+        "falsch. Geben Sie ihn mit --api-key oder auf dem Reiter Modelle an.",
+    "{} has no OpenAI chat API (HTTP 404). Give the server's base address, e.g. http://host:8000/v1.":
+        "{0} hat keine OpenAI-Chat-API (HTTP 404). Geben Sie die Basisadresse des Servers an, z. B. "
+        "http://host:8000/v1.",
+    "{} on {} does not take images (the server says: {}). Pick a vision model.":
+        "{0} auf {1} nimmt keine Bilder (der Server sagt: {2}). Wählen Sie ein Bildmodell.",
+    "The server at {} takes fewer images per conversation (it says: {}). Send fewer, or start a new chat.":
+        "Der Server {0} nimmt weniger Bilder pro Unterhaltung (er sagt: {1}). Senden Sie weniger, oder beginnen Sie "
+        "einen neuen Chat.",
+    "The server at {} could not answer (HTTP {}): {}": "Der Server {0} konnte nicht antworten (HTTP {1}): {2}",
+    "The server at {} offers no models.": "Der Server {0} bietet keine Modelle an.",
+    "No model is picked on this server. Pick one first.": "Auf diesem Server ist kein Modell gewählt. Wählen Sie "
+                                                          "zuerst eines.",
+    "The server at {} answered something that is not JSON (HTTP {}). Is this address an OpenAI-compatible API?":
+        "Der Server {0} hat etwas geantwortet, das kein JSON ist (HTTP {1}). Ist diese Adresse eine "
+        "OpenAI-kompatible API?",
+    "The server at {} has no model {}; it offers {}.": "Der Server {0} hat kein Modell {1}; er bietet {2} an.",
+    # notices under a reply
+    "This conversation no longer fits the model's context ({} tokens), so the oldest {} message{} were left out "
+    "of this reply. They are still saved here.":
+        "Diese Unterhaltung passt nicht mehr in den Kontext des Modells ({0} Token), daher fehlen in dieser Antwort "
+        "die ältesten {1} Nachricht(en). Sie bleiben hier gespeichert.",
+}
+
+_ERRORS_IN: dict[str, dict[str, str]] = {"de": ERRORS}

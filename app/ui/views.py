@@ -197,7 +197,7 @@ def model_view(services: Services) -> ModelView:
     pairs, problems = services.store.scan()
     choices: list[Any] = [(f"{p.name} ({p.label})", p.name) if p.is_demo else p.name for p in pairs]
     choices += [(name.replace(" @ ", " — on "), name) for name in services.remote_models()]
-    note = "\n".join(f"- **{plain(pr.path.name)}**: {plain(pr.reason)}" for pr in problems)
+    note = "\n".join(f"- **{plain(pr.path.name)}**: {plain(say(str(pr.reason)))}" for pr in problems)
     real = [p for p in pairs if not p.is_demo]
     return ModelView(choices, [p.name for p in real],
                      f"{say('Files in the models folder that Iris cannot use:')}\n{note}" if note else "",
@@ -246,7 +246,7 @@ def downloads_html(jobs: list) -> str:
     for job in jobs:
         p = job.progress
         if job.error:
-            status = f'<div class="line error">⚠️ {html.escape(job.error)}</div>'
+            status = f'<div class="line error">⚠️ {html.escape(say(job.error))}</div>'
         elif job.cancelled:
             paused = say("Paused at {done} of {total}; press Download to resume.", done=human_size(p.done),
                          total=human_size(p.total))
