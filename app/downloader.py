@@ -87,9 +87,10 @@ class Progress:
             return None
         return max(self.total - self.done, 0) / self.speed
 
-    def line(self) -> str:
-        """One line for a terminal: model, file, bytes, percent, speed, ETA."""
-        parts = [self.model, self.state]
+    def line(self, tr: Callable[[str], str] = str) -> str:
+        """One line for a terminal: model, file, bytes, percent, speed, ETA (its words through tr: the page's
+        language)."""
+        parts = [self.model, tr(self.state)]
         if self.file:
             parts.append(self.file)
         if self.total:
@@ -98,9 +99,9 @@ class Progress:
             parts.append(f"{human_size(int(self.speed))}/s")
             eta = self.eta
             if eta is not None:
-                parts.append(f"ETA {format_duration(eta)}")
+                parts.append(f"{tr('ETA')} {format_duration(eta)}")
         if self.message:
-            parts.append(self.message)
+            parts.append(tr(self.message))
         return "  ".join(parts)
 
 
@@ -404,7 +405,7 @@ class Downloader:
                 msg += "; the bad file was removed"
             logger.warning(msg)
             if i + 1 < len(starts):
-                tracker.set(state="retrying", message=msg + ", downloading it again")
+                tracker.set(state="retrying", message=f"{msg}, downloading it again")
         part.unlink(missing_ok=True)
         part.with_name(part.name + ".json").unlink(missing_ok=True)
         raise ChecksumMismatch(

@@ -11,6 +11,7 @@ The model's answers are never translated.
 from __future__ import annotations
 
 import contextvars
+import functools
 import json
 import re
 
@@ -266,10 +267,14 @@ def _error(text: str, lang: str) -> str | None:
     for pattern, english in _patterns:
         m = pattern.match(text)
         if m and english in words:
-            values = [words.get(v, v) for v in m.groups()]
+            values: list[str] = [words.get(v) or (_error(v, lang) if v else None) or v for v in m.groups()]
             # Braces inside values (a file name) must not be read as fields: fill in by position, once.
-            return re.sub(r"\{(\d+)\}", lambda f, v=values: v[int(f.group(1))], words[english])
+            return re.sub(r"\{(\d+)\}", functools.partial(_fill, values), words[english])
     return None
+
+
+def _fill(values: list[str], field: re.Match[str]) -> str:
+    return values[int(field.group(1))]
 
 
 def language(chosen: str | None, accept_language: str | None) -> str:
@@ -620,6 +625,27 @@ ERRORS = {
         "Der Server {0} hat etwas geantwortet, das kein JSON ist (HTTP {1}). Ist diese Adresse eine "
         "OpenAI-kompatible API?",
     "The server at {} has no model {}; it offers {}.": "Der Server {0} hat kein Modell {1}; er bietet {2} an.",
+    # download progress (app.downloader's states and messages), the machine, the demo
+    "checking": "prüfen", "waiting": "warten", "downloading": "herunterladen", "retrying": "neuer Versuch",
+    "verifying": "prüfen", "done": "fertig", "ETA": "noch",
+    "already installed": "bereits installiert",
+    "another Iris window or command is downloading this model":
+        "ein anderes Iris-Fenster oder ein Befehl lädt dieses Modell herunter",
+    "installed by the other download": "durch den anderen Download installiert",
+    "asking the Hub about the files": "frage den Hub nach den Dateien",
+    "checking the pair": "prüfe das Paar",
+    "installed in {}": "installiert in {0}",
+    "checking the bytes kept from the last try": "prüfe die vom letzten Versuch behaltenen Bytes",
+    "{}; retrying": "{0}; neuer Versuch",
+    "the Hub did not answer ({}); retrying": "der Hub hat nicht geantwortet ({0}); neuer Versuch",
+    "{}, downloading it again": "{0}, wird erneut heruntergeladen",
+    "{} failed its SHA-256 check (expected {}…, got {}…)":
+        "{0} hat die SHA-256-Prüfung nicht bestanden (erwartet {1}…, erhalten {2}…)",
+    "set by IRIS_MACHINE, {}": "durch IRIS_MACHINE festgelegt, {0}",
+    "Apple Silicon, {}": "Apple Silicon, {0}",
+    "NVIDIA GPU, {}": "NVIDIA-GPU, {0}",
+    "CPU only, {}": "nur CPU, {0}",
+    "Demo — knows only shapes and colours": "Demo — kennt nur Formen und Farben",
     # notices under a reply
     "This conversation no longer fits the model's context ({} tokens), so the oldest {} message{} were left out "
     "of this reply. They are still saved here.":

@@ -195,7 +195,7 @@ class ModelView:
 def model_view(services: Services) -> ModelView:
     """Scan the models folder once and describe it for every place that lists models."""
     pairs, problems = services.store.scan()
-    choices: list[Any] = [(f"{p.name} ({p.label})", p.name) if p.is_demo else p.name for p in pairs]
+    choices: list[Any] = [(f"{p.name} ({say(p.label)})", p.name) if p.is_demo else p.name for p in pairs]
     choices += [(name.replace(" @ ", " — on "), name) for name in services.remote_models()]
     note = "\n".join(f"- **{plain(pr.path.name)}**: {plain(say(str(pr.reason)))}" for pr in problems)
     real = [p for p in pairs if not p.is_demo]
@@ -217,7 +217,7 @@ def catalog_choices(services: Services) -> tuple[list[tuple[str, str]], str | No
         star = "★ " if s.id == pick else ""
         nc = say(" · non-commercial") if s.non_commercial else ""
         choices.append((f"{star}{s.name} — {human_size(q.size)}{nc}", s.id))
-    why = say("Recommended for this machine ({machine}): **{name}**.", machine=kind.description,
+    why = say("Recommended for this machine ({machine}): **{name}**.", machine=say(kind.description),
               name=next(s.name for s in specs if s.id == pick))
     return choices, pick, why
 
@@ -254,7 +254,7 @@ def downloads_html(jobs: list) -> str:
         elif job.folder is not None:
             status = f'<div class="line">{say("✓ Installed. Pick it on the Chat tab.")}</div>'
         else:
-            status = f'<div class="line">{html.escape(p.line())}</div>'
+            status = f'<div class="line">{html.escape(p.line(say))}</div>'
         value = f'value="{p.done}" max="{max(p.total, 1)}"' if p.total else ""
         name = html.escape(job.name)
         rows.append(f'<div class="iris-job" data-name="{name}" data-state="{p.state}">'
