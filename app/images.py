@@ -99,3 +99,15 @@ def plain_image(width: int, height: int, colour: tuple[int, int, int] = (128, 12
     buf = io.BytesIO()
     Image.new("RGB", (width, height), colour).save(buf, format="PNG")
     return prepare_image(buf.getvalue(), f"plain-{width}x{height}.png")
+
+
+def thumbnail_uri(img: PreparedImage, height: int = 56) -> str:
+    """A small JPEG of the image as a data: URI, for a preview that needs no file (a video's frames)."""
+    import base64
+
+    with Image.open(io.BytesIO(img.png)) as opened:
+        small = opened.convert("RGB")
+    small.thumbnail((height * 4, height))
+    buf = io.BytesIO()
+    small.save(buf, format="JPEG", quality=70)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()

@@ -13,7 +13,7 @@ from app.catalog import ModelSpec, load_catalog
 from app.chat import Conversation, GenParams, Reply, Turn, fit_conversation
 from app.download_jobs import DownloadManager
 from app.errors import AppError, NoModelLoaded, ReplyInProgress, TooManyImages, UnsupportedVideo, printable
-from app.images import PreparedImage, prepare_image
+from app.images import PreparedImage, prepare_image, thumbnail_uri
 from app.settings import Settings, save_settings
 from app.store import ModelPair, ModelStore
 from app.video import SampledVideo, is_video, stamp
@@ -69,6 +69,7 @@ class AttachmentCost:
     video: str = ""  # a video's name: per_image are then its frames' costs
     times: list[float] = field(default_factory=list)  # the frames' times in the video
     sample_s: float = 0.0  # how long sampling the frames took
+    thumbs: list[str] = field(default_factory=list)  # the frames, small, as data: URIs (a preview before sending)
 
     @property
     def total(self) -> int:
@@ -228,7 +229,8 @@ class Services:
         usage = self.usage(cid) if cid and self.history is not None else None
         return AttachmentCost(per_image, usage.used if usage else 0, int(getattr(model, "n_ctx", 0)),
                               int(getattr(model, "max_images", 0)), clip.name if clip else "",
-                              clip.times if clip else [], clip.sample_s if clip else 0.0)
+                              clip.times if clip else [], clip.sample_s if clip else 0.0,
+                              [thumbnail_uri(f) for f in clip.frames] if clip else [])
 
     def video_frames(self, cid: str | None, videos: list[Path], images: Sequence[object]) -> SampledVideo:
         """A message's video as the frames the loaded model will see: sampled at the Settings' rate, then fewer

@@ -283,6 +283,8 @@ def test_the_page_speaks_the_browsers_language_and_the_one_picked_in_settings(mo
                 else:
                     pg.locator("#iris-status", has_text="Loaded").wait_for(timeout=20000)
                     pg.locator("#iris-settings").get_by_text("Settings").first.click()
+                    pg.locator("#iris-language").scroll_into_view_if_needed()
+                    shot(pg, "settings-language-and-video")
                     pick_language(pg, "Deutsch")
                     pg.locator("#iris-load", has_text="Laden").wait_for(timeout=20000)
                     pg.locator("#iris-status", has_text="geladen").wait_for(timeout=20000)

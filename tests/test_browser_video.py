@@ -22,6 +22,9 @@ def test_a_video_shows_its_frames_and_cost_then_goes_out_as_a_strip(models_dir, 
         line = pg.locator("#iris-image-cost", has_text="5 frames at 0:00, 0:01, 0:02, 0:03, 0:04")
         line.wait_for(timeout=20000)
         assert "5 × 16 = 80 tokens" in line.inner_text()
+        strip = pg.locator("#iris-image-cost .iris-strip img")
+        assert strip.count() == 5 and strip.nth(4).get_attribute("alt") == "video frame at 0:04"
+        shot(pg, "video-before-sending")
         pg.locator("#iris-input textarea").fill("What happens?")
         pg.locator("#iris-input textarea").press("Enter")
         pg.locator("#iris-chat .iris-stats-line", has_text="image encode").wait_for(timeout=60000)

@@ -157,6 +157,19 @@ def test_the_context_decides_how_many_frames_go(services, clips):
     assert services.history.list() == []  # nothing saved
 
 
+def test_the_line_under_the_box_shows_the_frames_their_times_and_cost(services, clips, tmp_path):
+    from app.ui.views import attachment_line
+
+    odd = tmp_path / "<i>clip<i>.mp4"
+    odd.write_bytes(clips[".mp4"].read_bytes())
+    cost = services.attachment_cost(None, [odd])
+    assert len(cost.thumbs) == 5 and all(t.startswith("data:image/jpeg;base64,") for t in cost.thumbs)
+    line = attachment_line(cost)
+    assert line.count('<img src="data:image/jpeg;base64,') == 5 and 'alt="video frame at 0:03"' in line
+    assert "5 frames at 0:00, 0:01, 0:02, 0:03, 0:04" in line and "5 × 16 = 80 tokens" in line
+    assert "<i>clip" not in line  # a file's name is shown as text
+
+
 def test_a_video_with_images_or_a_second_video_is_refused(services, clips, images):
     with pytest.raises(UnsupportedVideo, match="message of its own"):
         services.ask(None, "Both?", [clips[".mp4"], images["red"]])

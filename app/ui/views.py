@@ -14,6 +14,7 @@ from app.errors import AppError
 from app.services import Services
 from app.store import human_size
 from app.ui.strings import say
+from app.video import stamp
 
 MIN_TOKENS_FOR_SPEED = 8
 
@@ -63,8 +64,6 @@ def image_alt(k: int, message: Any) -> str:
     """A name a screen reader can say for image k of a message (stored images keep no file name)."""
     frames = getattr(message, "frames", None)
     if frames and k <= len(frames):
-        from app.video import stamp
-
         return say("video frame at {time}", time=stamp(frames[k - 1]))
     return say("image {k} of {n}", k=k, n=len(message.images)) if len(message.images) > 1 else say("your image")
 
@@ -152,21 +151,25 @@ def attachment_line(cost: Any) -> str:
     n = len(cost.per_image)
     each = " + ".join(f"{c:,}" for c in cost.per_image)
     if getattr(cost, "video", ""):
-        from app.video import stamp
-
         line = say("{name}: {n} frames at {times} (sampled in {s} s): {n} × {each} = {total} tokens",
-                   name=cost.video, n=n, times=", ".join(stamp(t) for t in cost.times), s=f"{cost.sample_s:.2f}",
+                   name=plain(cost.video), n=n, times=", ".join(stamp(t) for t in cost.times), s=f"{cost.sample_s:.2f}",
                    each=f"{cost.per_image[0]:,}", total=f"{cost.total:,}")
     else:
         line = say("{images}: {each} tokens", images=images(n), each=each + (f" = {cost.total:,}" if n > 1 else ""))
+    strip = ""
+    if getattr(cost, "thumbs", None):  # data: URIs made here from the frames, not text from a file
+        strip = '<div class="iris-strip">' + "".join(
+            f'<img src="{uri}" alt="{html.escape(say("video frame at {time}", time=stamp(t)))}" height="56">'
+            for uri, t in zip(cost.thumbs, cost.times, strict=False)) + "</div>\n\n"
     if cost.size:
         line += say(" · context after sending ≈ {after} of {size} tokens, plus your question",
                     after=f"{cost.after:,}", size=f"{cost.size:,}")
     if cost.max_images and n > cost.max_images and not getattr(cost, "video", ""):
         return "⚠️ " + say("{line}. This model takes at most {n} per message.", line=line, n=cost.max_images)
     if cost.size and cost.after > cost.size:
-        return "⚠️ " + say("{line}: that does not fit; older messages will be left out, or remove an image.", line=line)
-    return line
+        return strip + "⚠️ " + say("{line}: that does not fit; older messages will be left out, or remove an image.",
+                                   line=line)
+    return strip + line
 
 
 def choice_values(choices: list[Any]) -> list[str]:
