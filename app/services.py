@@ -489,7 +489,7 @@ class Services:
             raise AppError("Only your own questions can be edited.")
         old = stored.messages[index]
         parent = stored.messages[index - 1].id if index else None
-        h.append(cid, StoredMessage("user", text, list(old.images)), parent=parent)
+        h.append(cid, StoredMessage("user", text, list(old.images), frames=list(old.frames)), parent=parent)
         return self.reply(cid)
 
     def switch_version(self, cid: str, message_id: int, step: int) -> None:

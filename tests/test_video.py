@@ -131,6 +131,15 @@ def test_a_video_goes_to_the_engine_as_frames_each_after_its_time(services, clip
     assert again.stats.images_encoded == 0 and again.stats.images_cached >= 5
 
 
+def test_an_edited_question_keeps_its_video_frames_and_their_times(services, clips):
+    cid = services.ask(None, "What happens?", [clips[".mp4"]])
+    "".join(services.reply(cid))
+    "".join(services.edit(cid, 0, "Which way does it move?"))
+    first = services.history.get(cid).messages[0]
+    assert first.text == "Which way does it move?" and first.frames == [0.5, 1.5, 2.5, 3.5, 4.5]
+    assert services.engine.render(services.conversation(cid))[0].count("Frame at ") == 5
+
+
 def test_a_video_is_exported_and_imported_with_its_frame_times(services, clips, tmp_path):
     cid = services.ask(None, "Watch this", [clips[".webm"]])
     "".join(services.reply(cid))
