@@ -139,7 +139,9 @@ def fit_conversation(conv: Conversation, count: Callable[[Conversation], int], l
         dropped += n
         carried = [img for t in removed for img in t.images]
         if carried and not any(t.images for t in turns):
-            newest = next(t.images for t in reversed(removed) if t.images)
+            newest = next(t for t in reversed(removed) if t.images)
             i = next(i for i, t in enumerate(turns) if t.role == "user")
-            turns[i] = Turn("user", turns[i].text, list(newest) + turns[i].images)
+            # A video's frames move with their times.
+            labels = [label for label, _ in newest.labelled() + turns[i].labelled()] if newest.labels else []
+            turns[i] = Turn("user", turns[i].text, list(newest.images) + turns[i].images, labels)
     return Conversation(conv.system, turns), dropped

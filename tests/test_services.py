@@ -114,6 +114,11 @@ def test_fit_keeps_system_question_and_newest_image(images):
     assert fitted.turns[0].images == [red] and fitted.system == "sys"
     one, dropped = fit_conversation(conv, lambda c: 1000, 30)
     assert [t.text for t in one.turns] == ["e"] and one.turns[0].images == [red] and dropped == 4
+    # A video's frames move with their times.
+    video = Conversation("", [Turn("user", "a", [red, red], ["Frame at 0:00:", "Frame at 0:01:"]),
+                              Turn("assistant", "b"), Turn("user", "c")])
+    moved, _ = fit_conversation(video, lambda c: 10 * len(c.turns), 10)
+    assert moved.turns[0].images == [red, red] and moved.turns[0].labels == ["Frame at 0:00:", "Frame at 0:01:"]
 
 
 def test_settings_are_saved_and_a_damaged_file_is_not_fatal(tmp_path):
