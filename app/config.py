@@ -69,6 +69,15 @@ def ensure(path: Path) -> Path:
     return path
 
 
+def max_video_bytes() -> int:
+    """Largest video the web page takes: IRIS_MAX_VIDEO_MB, default 2048 (uploads go to disk, not memory)."""
+    try:
+        mb = float(os.environ.get("IRIS_MAX_VIDEO_MB", "2048"))
+    except ValueError:
+        mb = 2048.0
+    return int(max(mb, 1.0) * 1024 * 1024)
+
+
 def max_upload_bytes() -> int:
     """Largest upload the web server takes (images, imported chats): IRIS_MAX_UPLOAD_MB, default 50."""
     try:

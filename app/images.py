@@ -10,6 +10,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from app import config
 from app.errors import UnsupportedImage
 
 MAX_PIXELS = 50_000_000
@@ -37,6 +38,11 @@ def prepare_image(source: str | Path | bytes, name: str | None = None) -> Prepar
         path = Path(source)
         label = name or path.name
         try:
+            # The page takes uploads as large as videos: an image file is checked before it is read.
+            size, limit = path.stat().st_size, config.max_upload_bytes()
+            if size > limit:
+                raise UnsupportedImage(f"{label} is {size / 2**20:.0f} MB; Iris takes images up to "
+                                       f"{limit / 2**20:.0f} MB. Shrink it and try again.")
             data = path.read_bytes()
         except FileNotFoundError:
             raise UnsupportedImage(f"{label}: file not found.") from None

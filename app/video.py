@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from app import config
 from app.errors import UnsupportedVideo
 from app.images import PreparedImage, prepare_image
 
@@ -87,6 +88,10 @@ def sample(path: str | Path, fps: float = DEFAULT_FPS, max_frames: int = DEFAULT
         raise UnsupportedVideo(f"{label}: cannot be read ({exc.strerror or exc}).") from None
     if size == 0:
         raise UnsupportedVideo(f"{label} is empty (0 bytes). Pick another video.")
+    if size > config.max_video_bytes():
+        raise UnsupportedVideo(f"{label} is {size / 2**20:,.0f} MB; Iris takes videos up to "
+                               f"{config.max_video_bytes() / 2**20:,.0f} MB (IRIS_MAX_VIDEO_MB). Cut it shorter "
+                               "and try again.")
     started = time.perf_counter()
     try:
         with av.open(str(path), metadata_errors="ignore") as container:

@@ -92,6 +92,22 @@ def test_bad_videos_are_refused_in_words(clips, tmp_path):
         video.sample(clips[".mp4"], max_frames=0)
 
 
+def test_files_larger_than_their_limit_are_refused_before_they_are_read(clips, tmp_path, monkeypatch):
+    from app.errors import UnsupportedImage
+    from app.images import prepare_image
+
+    monkeypatch.setenv("IRIS_MAX_UPLOAD_MB", "1")
+    monkeypatch.setenv("IRIS_MAX_VIDEO_MB", "1")
+    big = tmp_path / "huge.png"
+    big.write_bytes(b"\0" * (2 * 2**20))
+    with pytest.raises(UnsupportedImage, match=re.escape("huge.png is 2 MB; Iris takes images up to 1 MB")):
+        prepare_image(big)
+    film = tmp_path / "long.mp4"
+    film.write_bytes(clips[".mp4"].read_bytes() + b"\0" * (2 * 2**20))
+    with pytest.raises(UnsupportedVideo, match=re.escape("long.mp4 is 2 MB; Iris takes videos up to 1 MB")):
+        video.sample(film)
+
+
 def test_a_still_gif_is_an_image_and_an_animated_one_a_video(clips, tmp_path):
     still = tmp_path / "still.gif"
     Image.new("RGB", (20, 20), RED).save(still)

@@ -23,6 +23,7 @@ def test_loopback_and_host_parsing():
 def server(models_dir, monkeypatch, request):
     """Iris on the fake engine; the test's param, when given, is the access key."""
     monkeypatch.setenv("IRIS_MAX_UPLOAD_MB", "1")
+    monkeypatch.setenv("IRIS_MAX_VIDEO_MB", "1")
     key = getattr(request, "param", None)
     with serving(build_services(models_dir, engine=FakeEngine(), with_history=True), 7990, key) as port:
         yield port, key

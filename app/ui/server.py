@@ -81,9 +81,11 @@ def launch(services: Services, host: str, port: int, open_browser: bool = False,
     favicon = Path(__file__).resolve().parents[2] / "assets" / "iris.png"
     if before_bind is not None:
         before_bind()
+    # Uploads go to disk: the page takes files as large as a video; each image is checked for its own limit.
+    largest = max(config.max_upload_bytes(), config.max_video_bytes())
     demo.launch(server_name=host, server_port=port, inbrowser=False, share=False, quiet=True,
                 show_error=False, css=_asset("iris.css"), js=_asset("iris.js"), theme=theme(), footer_links=[],
-                favicon_path=str(favicon) if favicon.exists() else None, max_file_size=config.max_upload_bytes(),
+                favicon_path=str(favicon) if favicon.exists() else None, max_file_size=largest,
                 allowed_paths=[str(services.history.images_dir)], prevent_thread_lock=True, i18n=I18N)
     app = demo.server_app
     # /v1 first: Gradio's own routes never see API paths.

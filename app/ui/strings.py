@@ -382,6 +382,11 @@ ERRORS = {
         "{0} ist zu groß, um es sicher zu öffnen (über {1} Megapixel). Verkleinern Sie es und versuchen Sie es erneut.",
     "{} is not an image Iris can read. Use PNG, JPEG, WebP, GIF, BMP or TIFF.":
         "{0} ist kein Bild, das Iris lesen kann. Verwenden Sie PNG, JPEG, WebP, GIF, BMP oder TIFF.",
+    "{} is {} MB; Iris takes images up to {} MB. Shrink it and try again.":
+        "{0} hat {1} MB; Iris nimmt Bilder bis {2} MB. Verkleinern Sie es und versuchen Sie es erneut.",
+    "{} is {} MB; Iris takes videos up to {} MB (IRIS_MAX_VIDEO_MB). Cut it shorter and try again.":
+        "{0} hat {1} MB; Iris nimmt Videos bis {2} MB (IRIS_MAX_VIDEO_MB). Kürzen Sie es und versuchen Sie es "
+        "erneut.",
     "{} is damaged or truncated ({}). Pick another copy.":
         "{0} ist beschädigt oder unvollständig ({1}). Wählen Sie eine andere Kopie.",
     "{}: file not found.": "{0}: Datei nicht gefunden.",
