@@ -28,10 +28,14 @@ def test_a_video_shows_its_frames_and_cost_then_goes_out_as_a_strip(models_dir, 
         pg.locator("#iris-input textarea").fill("What happens?")
         pg.locator("#iris-input textarea").press("Enter")
         pg.locator("#iris-chat .iris-stats-line", has_text="image encode").wait_for(timeout=60000)
-        frames = pg.locator("#iris-chat .message-row.iris-frame img")
+        frames = pg.locator("#iris-chat .gallery-container img")  # one strip in the question's bubble
+        frames.first.wait_for(timeout=10000)
         assert frames.count() == 5
         assert frames.nth(2).get_attribute("alt") == "video frame at 0:02"
-        assert max(frames.nth(i).bounding_box()["height"] for i in range(5)) <= 90
+        boxes = [frames.nth(i).bounding_box() for i in range(5)]
+        assert len({round(b["y"]) for b in boxes}) == 1 and boxes[0]["x"] < boxes[4]["x"]  # one row, in order
+        assert pg.locator("#iris-chat .gallery-container", has_text="0:04").count() == 1  # each frame's time
+        assert pg.evaluate("() => window.irisCopyAll()").startswith("You: [video: 5 frames]\nWhat happens?")
         frames.first.scroll_into_view_if_needed()
         shot(pg, "video-strip")
         stored = services.history.get(services.history.list()[0].id).messages

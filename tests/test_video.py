@@ -156,6 +156,21 @@ def test_an_edited_question_keeps_its_video_frames_and_their_times(services, cli
     assert services.engine.render(services.conversation(cid))[0].count("Frame at ") == 5
 
 
+def test_the_chat_shows_a_videos_frames_as_one_strip_with_their_times(services, clips):
+    import json as _json
+
+    from app.ui.views import conversation_view
+
+    cid = services.ask(None, "What happens?", [clips[".mp4"]])
+    shown = conversation_view(services, cid)
+    strip = shown.messages[0]["content"]["frames"]
+    assert [t for _, t in strip] == ["0:00", "0:01", "0:02", "0:03", "0:04"]
+    assert all(Path(p).exists() for p, _ in strip)
+    assert shown.messages[1]["content"] == "What happens?" and shown.stored_at == [0, 0]
+    data = _json.loads(re.search(r'data-map="([^"]*)"', shown.map).group(1).replace("&quot;", '"'))
+    assert data["frames"] == [[0, [f"video frame at 0:0{k}" for k in range(5)]]] and data["alts"] == []
+
+
 def test_a_video_is_exported_and_imported_with_its_frame_times(services, clips, tmp_path):
     cid = services.ask(None, "Watch this", [clips[".webm"]])
     "".join(services.reply(cid))

@@ -132,11 +132,24 @@ def _files(message: dict | None) -> list[str]:
     return [f if isinstance(f, str) else f.get("path") for f in (message or {}).get("files", [])]
 
 
+def chat_messages(messages: list[dict]) -> list[dict]:
+    """views.to_chatbot's messages as the Chatbot takes them: a video's frames become a gallery strip."""
+    out = []
+    for m in messages:
+        content = m["content"]
+        if isinstance(content, dict) and "frames" in content:
+            frames = content["frames"]
+            m = {**m, "content": gr.Gallery(value=frames, columns=min(len(frames), 8), rows=1, height=130,
+                                            object_fit="contain", allow_preview=True, show_label=False, buttons=[])}
+        out.append(m)
+    return out
+
+
 def show(s: Services, ui: Parts, cid: str | None) -> Update:
     """A conversation on the page: messages, index map, gauge, title."""
     shown = conversation_view(s, cid)
-    return {ui.chatbot: shown.messages, ui.index: shown.stored_at, ui.gauge: shown.gauge, ui.title: shown.title,
-            ui.map: shown.map}
+    return {ui.chatbot: chat_messages(shown.messages), ui.index: shown.stored_at, ui.gauge: shown.gauge,
+            ui.title: shown.title, ui.map: shown.map}
 
 
 def conv_choices(s: Services, search: str = "") -> list[tuple[str, str]]:
@@ -295,14 +308,14 @@ def add_user_turn(s: Services, ui: Parts, message: dict, cid: str | None, system
         gr.Warning(toast(exc))
         return {ui.accepted: False}  # the message stays in the box to fix; nothing else changes
     shown = conversation_view(s, cid)
-    return {ui.cid: cid, ui.chatbot: shown.messages, ui.index: shown.stored_at, ui.map: shown.map,
+    return {ui.cid: cid, ui.chatbot: chat_messages(shown.messages), ui.index: shown.stored_at, ui.map: shown.map,
             ui.box: gr.update(value=None),
             ui.conversations: gr.update(choices=conv_choices(s), value=cid), ui.accepted: True}
 
 
 def stream(s: Services, ui: Parts, cid: str, run: Callable[[], Reply]) -> Iterator[Update]:
     """Show a reply as it streams, then the saved conversation with its stats and any notice."""
-    msgs = conversation_view(s, cid).messages
+    msgs = chat_messages(conversation_view(s, cid).messages)
     bubble = {"role": "assistant", "content": "…"}
     try:
         reply = run()

@@ -59,7 +59,8 @@
       const who = say(row.classList.contains('user-row') ? 'You' : 'Assistant');
       const content = row.querySelector('.message-content');
       const text = content ? content.innerText.trim() : '';
-      const said = row.querySelector('img') ? say('[image]') : text;
+      const strip = row.querySelectorAll('.gallery-container img').length;  // a video's frames
+      const said = strip ? say('[video: {n} frames]', { n: strip }) : row.querySelector('img') ? say('[image]') : text;
       if (!said) return;
       const last = parts[parts.length - 1];
       if (last && last.who === who) last.lines.push(said); else parts.push({ who, lines: [said] });
@@ -90,8 +91,9 @@
       line.textContent = text;
       under(rows[j]).append(line);
     }
-    const framed = new Set(map.frames || []);  // a video's frames: a strip of small pictures
-    rows.forEach((row, j) => row.classList.toggle('iris-frame', framed.has(j)));
+    for (const [j, names] of map.frames || []) {  // a video's strip: each frame named by its time
+      rows[j]?.querySelectorAll('img').forEach((img, k) => { if (names[k] && img.alt !== names[k]) img.alt = names[k]; });
+    }
     for (const [j, alt] of map.alts || []) {
       rows[j]?.querySelectorAll('img').forEach((img) => { if (img.alt !== alt) img.alt = alt; });
     }

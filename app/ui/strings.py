@@ -225,6 +225,7 @@ SCRIPT = {
     "You": "Sie",
     "Assistant": "Assistent",
     "[image]": "[Bild]",
+    "[video: {n} frames]": "[Video: {n} Bilder]",
     "Version {k} of {n} of this message": "Version {k} von {n} dieser Nachricht",
     "Copy all": "Alles kopieren",
 }

@@ -47,8 +47,13 @@ def to_chatbot(stored: Any, image_path: Callable[[str], Path]) -> tuple[list[dic
     for i, m in enumerate(stored.messages):
         if m.role == "user":
             # Images and text as separate messages (shown in one bubble): Gradio only lets a person edit a
-            # message whose content is plain text.
-            for k, sha in enumerate(m.images, 1):
+            # message whose content is plain text. A video's frames are one strip, each with its time
+            # (handlers.chat_messages makes it a gallery).
+            if m.frames:
+                out.append({"role": "user", "content": {"frames": [
+                    (str(image_path(sha)), stamp(t)) for sha, t in zip(m.images, m.frames, strict=True)]}})
+                index.append(i)
+            for k, sha in enumerate([] if m.frames else m.images, 1):
                 out.append({"role": "user", "content": {"path": str(image_path(sha)), "alt_text": image_alt(k, m)}})
                 index.append(i)
             if m.text or not m.images:
@@ -80,10 +85,10 @@ def page_map(stored: Any, index: list[int]) -> str:
     # Gradio 6.31 leaves alt_text off the <img> it renders: iris.js puts it there.
     first_row = {i: j for j, i in reversed(list(enumerate(index)))}
     alts = [[first_row[i] + k - 1, image_alt(k, m)] for i, m in enumerate(messages) if i in first_row
-            for k in range(1, len(m.images) + 1)]
-    # A video's frames are shown as a strip of small pictures (iris.js marks their rows).
-    frames = [first_row[i] + k for i, m in enumerate(messages) if i in first_row and getattr(m, "frames", None)
-              for k in range(len(m.images))]
+            and not getattr(m, "frames", None) for k in range(1, len(m.images) + 1)]
+    # A video's strip: each frame's name for a screen reader, in order.
+    frames = [[first_row[i], [image_alt(k, m) for k in range(1, len(m.images) + 1)]]
+              for i, m in enumerate(messages) if i in first_row and getattr(m, "frames", None)]
     data = {"versions": versions, "stats": stats, "alts": alts, "frames": frames}
     return f'<div class="iris-map" data-map="{html.escape(json.dumps(data))}"></div>'
 
