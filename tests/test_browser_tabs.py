@@ -269,6 +269,11 @@ def test_the_page_speaks_the_browsers_language_and_the_one_picked_in_settings(mo
                     pg.locator("#iris-keys summary", has_text="Tastenkürzel").wait_for(timeout=5000)
                     pg.locator("#iris-chat").get_by_role("button", name="Alles kopieren").wait_for(timeout=5000)
                     shot(pg, "german")
+                    pg.get_by_role("tab", name="Modelle").click()
+                    pg.locator("#iris-recommended", has_text="Empfohlen für diesen Rechner").wait_for(timeout=5000)
+                    pg.get_by_text("Arbeitsspeicher · Kontext").first.wait_for(timeout=5000)  # the entry's facts
+                    shot(pg, "german-models")
+                    pg.get_by_role("tab", name="Chat").click()
                     # Picked in Settings: English, whatever the browser says; and back to the browser's.
                     pg.locator("#iris-settings").get_by_text("Einstellungen").first.click()
                     pick_language(pg, "English")

@@ -210,6 +210,18 @@ def test_the_line_under_the_box_shows_the_frames_their_times_and_cost(services, 
     assert "<i>clip" not in line  # a file's name is shown as text
 
 
+def test_a_server_gets_each_frames_time_as_text_before_it(clips):
+    from app.chat import Conversation, Turn
+    from app.openai_format import conversation_messages
+    from app.services import frame_labels
+
+    clip = video.sample(clips[".mp4"], max_frames=2)
+    conv = Conversation(turns=[Turn("user", "What happens?", list(clip.frames), frame_labels(clip.times))])
+    parts = conversation_messages(conv)[0]["content"]
+    assert [p["type"] for p in parts] == ["text", "image_url", "text", "image_url", "text"]
+    assert [p["text"] for p in parts if p["type"] == "text"] == ["Frame at 0:01:", "Frame at 0:03:", "What happens?"]
+
+
 def test_a_video_with_images_or_a_second_video_is_refused(services, clips, images):
     with pytest.raises(UnsupportedVideo, match="message of its own"):
         services.ask(None, "Both?", [clips[".mp4"], images["red"]])

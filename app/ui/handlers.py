@@ -190,8 +190,17 @@ def open_app(s: Services, ui: Parts) -> Update:
                 ui.box: gr.update(placeholder=say("Ask about an image or a video: drop, paste or pick one "
                                                   "(several images are fine)…")),
                 ui.keys: shortcuts_html(), ui.language: strings.chosen(), ui.files_help: files_help(s),
-                ui.recommended: recommendation(s, catalog_choices(s)[2], view.real, view.choices)})
+                ui.recommended: recommendation(s, catalog_choices(s)[2], view.real, view.choices),
+                ui.details: catalog_details(s, *_first_entry(s))})
     return out
+
+
+def _first_entry(s: Services) -> tuple[str | None, str | None]:
+    """The catalog entry and quantization the Models tab shows first (this machine's pick)."""
+    from app.catalog import find_spec
+
+    pick = catalog_choices(s)[1]
+    return pick, find_spec(pick, s.catalog()[1]).quants[0].name if pick else None
 
 
 def _loaded_name(s: Services) -> str | None:

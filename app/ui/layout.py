@@ -251,7 +251,7 @@ def wire(demo: gr.Blocks, services: Services, ui: Parts) -> None:
     settings = [ui.system, ui.temperature, ui.top_p, ui.max_tokens, ui.n_ctx, ui.n_gpu_layers, ui.video_fps,
                 ui.video_max_frames]
     lists = [ui.model, ui.installed, ui.remove_name, ui.problems]
-    words = [ui.box, ui.keys, ui.language, ui.files_help, ui.recommended]  # the server's words, in the page's language
+    words = [ui.box, ui.keys, ui.language, ui.files_help, ui.recommended, ui.details]  # in the page's language
     demo.load(on(h.open_app), None,
               [ui.conversations, ui.cid, *shown, ui.status, *settings, *lists, ui.seen, *words]).then(
         on(h.load_at_start), None, [ui.status, ui.seen])

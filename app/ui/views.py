@@ -245,7 +245,25 @@ def catalog_details(services: Services, spec_id: str | None, quant: str | None) 
             + say("Download {size} (`{lm}` + `{mm}` from `{repo}`) · needs about {memory} of memory · context {ctx} · "
                   "{facts} · licence: {lic} · SHA-256 {sha}.", size=human_size(q.size), lm=q.lm.file, mm=q.mmproj.file,
                   repo=spec.repo, memory=human_size(spec.memory_needed(q)), ctx=spec.context_length,
-                  facts=spec.image_facts(), lic=lic, sha=sha) + note)
+                  facts=image_facts(spec), lic=lic, sha=sha) + note)
+
+
+def image_facts(spec: Any) -> str:
+    """What one image costs a catalog model, in the page's language: '336 px · 576 tokens per image · …'."""
+    if spec.image_tokens is None:
+        cost = say("a varying number of tokens per image")
+    elif spec.image_tokens_min:
+        cost = say("{low}–{high} tokens per image (more for larger images)", low=f"{spec.image_tokens_min:,}",
+                   high=f"{spec.image_tokens:,}")
+    else:
+        cost = say("{n} tokens per image", n=f"{spec.image_tokens:,}")
+    if spec.image_size:
+        size = say("{n} px tiles" if spec.image_tokens_min else "{n} px", n=spec.image_size)
+    else:
+        size = say("any resolution (28 px per token)")
+    n = spec.images_per_message
+    return f"{size} · {cost} · " + (say("up to 1 image per message") if n == 1 else
+                                     say("up to {n} images per message", n=n))
 
 
 def downloads_html(jobs: list) -> str:
