@@ -173,6 +173,7 @@ def parse_chat_request(body: object, defaults: GenParams, memo: ImageMemo, *, fe
         content = m.get("content")
         texts: list[str] = []
         images: list[PreparedImage] = []
+        labels: list[str] = []  # Iris's own extension: a video frame's time, on its image part
         parts = [{"type": "text", "text": content}] if isinstance(content, str) else content
         if content is None and role == "assistant":
             parts = []
@@ -193,6 +194,8 @@ def parse_chat_request(body: object, defaults: GenParams, memo: ImageMemo, *, fe
                     images.append(memo.prepare(raw, f"image {n_image}"))
                 except errors.UnsupportedImage as exc:
                     raise ApiError(str(exc), code="invalid_image", param="messages") from None
+                label = part.get("iris_label")
+                labels.append(" ".join(label.split())[:MAX_LABEL] if isinstance(label, str) else "")
             else:
                 raise ApiError(f"Message {i} has a part of type {errors.printable(str(kind), 40)}; Iris takes "
                                "'text' and 'image_url' parts.", param="messages")
@@ -200,10 +203,15 @@ def parse_chat_request(body: object, defaults: GenParams, memo: ImageMemo, *, fe
         if role in ("system", "developer"):
             system.append(text)
         elif role in ("user", "assistant"):
+            if not any(labels):
+                labels = []
             if turns and turns[-1].role == role:  # two in a row: one turn, as the chat formats expect
-                turns[-1] = Turn(role, f"{turns[-1].text}\n\n{text}".strip(), turns[-1].images + images)
+                before = turns[-1]
+                both = [lb for lb, _ in before.labelled()] + (labels or [""] * len(images)) \
+                    if before.labels or labels else []
+                turns[-1] = Turn(role, f"{before.text}\n\n{text}".strip(), before.images + images, both)
             else:
-                turns.append(Turn(role, text, images))
+                turns.append(Turn(role, text, images, labels))
         else:
             raise ApiError(f"Message {i} has the role {errors.printable(str(role), 20)}; Iris takes system, "
                            "user and assistant messages.", param="messages")
@@ -313,16 +321,26 @@ def data_url(img: PreparedImage) -> str:
     return "data:image/png;base64," + base64.b64encode(img.png).decode()
 
 
-def conversation_messages(conv: Conversation) -> list[dict]:
-    """A Conversation as OpenAI messages: images first in their user message, as data: URLs."""
+MAX_LABEL = 80  # characters of a frame's label ("Frame at 1:02:03:") an Iris takes from a request
+
+
+def conversation_messages(conv: Conversation, *, iris: bool = False) -> list[dict]:
+    """A Conversation as OpenAI messages: images first in their user message, as data: URLs.
+
+    A video frame's time goes before it as a text part, as any server reads it; to an Iris (iris=True) it goes
+    on the image part as "iris_label", so the other side puts it back exactly where Iris's own prompt has it.
+    """
     out: list[dict] = [{"role": "system", "content": conv.system}] if conv.system else []
     for t in conv.turns:
         if t.images:
             parts: list[dict] = []
             for label, img in t.labelled():
-                if label:  # a video frame's timestamp, before it, as in Iris's own prompts
+                if label and not iris:
                     parts.append({"type": "text", "text": label})
-                parts.append({"type": "image_url", "image_url": {"url": data_url(img)}})
+                part = {"type": "image_url", "image_url": {"url": data_url(img)}}
+                if label and iris:
+                    part["iris_label"] = label
+                parts.append(part)
             out.append({"role": t.role, "content": parts + [{"type": "text", "text": t.text}]})
         else:
             out.append({"role": t.role, "content": t.text})

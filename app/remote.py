@@ -179,7 +179,7 @@ class RemoteEngine:
     def request_body(self, conv: Conversation, params: GenParams, session: str | None, stream: bool) -> dict:
         """The chat-completions body for conv (Iris's extensions only for an Iris)."""
         body: dict[str, Any] = {
-            "model": self.model.name if self.model else "", "messages": conversation_messages(conv),
+            "model": self.model.name if self.model else "", "messages": conversation_messages(conv, iris=self.is_iris),
             "stream": stream, "max_tokens": params.max_tokens, "temperature": params.temperature,
             "top_p": params.top_p,
         }

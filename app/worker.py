@@ -277,7 +277,7 @@ class WorkerEngine(RemoteEngine):
 
     def count_tokens(self, conv: Conversation) -> int:
         """Context cells the prompt takes, counted by the model process (which keeps the split for the reply)."""
-        return self._post_count("/iris/count", {"messages": conversation_messages(conv)})
+        return self._post_count("/iris/count", {"messages": conversation_messages(conv, iris=True)})
 
     def image_cost(self, image: PreparedImage) -> int:
         """Cells one image takes with the loaded model."""

@@ -124,3 +124,27 @@ def test_a_slow_load_can_be_cancelled_and_the_next_one_works(models_dir, monkeyp
     finally:
         s.close()
         s.history.close()
+
+
+def test_a_video_through_the_process_keeps_each_frames_time_before_it(worker_services, models_dir, tmp_path):
+    from videos import moving_square
+
+    s = worker_services
+    clip = moving_square(tmp_path / "clip.mp4", seconds=5, fps=10, size=(96, 64))
+    cid = s.ask(None, "What happens?", [clip])
+    far = s.reply(cid)
+    "".join(far)
+    assert far.stats.images_encoded == 5  # more than the 4 images a message may hold: frames are not images
+    near = build_services(models_dir, with_history=True)
+    try:
+        near.load("tiny-llava")
+        conv = s.conversation(cid)
+        conv.turns = conv.turns[:1]
+        # The same prompt on both sides: the frames' times arrive each before its frame.
+        assert s.engine.count_tokens(conv) == near.engine.count_tokens(conv) == far.stats.prompt_tokens
+        here = near.engine.stream_reply(conv, s.params)
+        "".join(here)
+        assert here.text and here.text == far.text == s.history.get(cid).messages[1].text
+    finally:
+        near.close()
+        near.history.close()
