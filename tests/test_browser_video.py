@@ -40,3 +40,23 @@ def test_a_video_shows_its_frames_and_cost_then_goes_out_as_a_strip(models_dir, 
         shot(pg, "video-strip")
         stored = services.history.get(services.history.list()[0].id).messages
         assert stored[0].frames == [0.5, 1.5, 2.5, 3.5, 4.5] and stored[1].stats["images_encoded"] == 5
+
+
+def test_the_app_as_launched_answers_about_a_video_with_the_demo_model(tmp_path):
+    """`iris serve` as the launcher starts it (the model in its own process), the bundled demo model loaded at
+    start: a red square's video dropped in, the colour named."""
+    from browserkit import iris_server
+
+    clip = moving_square(tmp_path / "red-square.mp4", seconds=4, fps=10, size=(224, 224), colour=(220, 40, 40),
+                         background=(225, 225, 225))
+    (tmp_path / "models").mkdir()
+    with iris_server(tmp_path / "models", tmp_path / "home") as (url, _proc), browser_page(url) as pg:
+        pg.get_by_role("tab", name="Chat").click()  # a first start opens on the Models tab
+        pg.locator("#iris-status", has_text="Loaded").wait_for(timeout=60000)
+        pg.locator("#iris-input input[type=file]").set_input_files([str(clip)])
+        pg.locator("#iris-image-cost", has_text="4 frames at 0:00, 0:01, 0:02, 0:03").wait_for(timeout=30000)
+        pg.locator("#iris-input textarea").fill("What colour is the square?")
+        pg.locator("#iris-input textarea").press("Enter")
+        pg.locator("#iris-chat .bot-row", has_text="The square is red.").wait_for(timeout=60000)
+        assert pg.locator("#iris-chat .gallery-container img").count() == 4
+        shot(pg, "demo-video-answer")

@@ -139,7 +139,7 @@ def chat_messages(messages: list[dict]) -> list[dict]:
         content = m["content"]
         if isinstance(content, dict) and "frames" in content:
             frames = content["frames"]
-            m = {**m, "content": gr.Gallery(value=frames, columns=min(len(frames), 8), rows=1, height=130,
+            m = {**m, "content": gr.Gallery(value=frames, columns=min(len(frames), 8), rows=1, height=160,
                                             object_fit="contain", allow_preview=True, show_label=False, buttons=[])}
         out.append(m)
     return out
