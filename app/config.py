@@ -69,19 +69,20 @@ def ensure(path: Path) -> Path:
     return path
 
 
+def _megabytes(variable: str, default: float) -> int:
+    """A size limit given in MB by an environment variable (read at call time), in bytes; at least 1 MB."""
+    try:
+        mb = float(os.environ.get(variable, default))
+    except ValueError:
+        mb = default
+    return int(max(mb, 1.0) * 1024 * 1024)
+
+
 def max_video_bytes() -> int:
     """Largest video the web page takes: IRIS_MAX_VIDEO_MB, default 2048 (uploads go to disk, not memory)."""
-    try:
-        mb = float(os.environ.get("IRIS_MAX_VIDEO_MB", "2048"))
-    except ValueError:
-        mb = 2048.0
-    return int(max(mb, 1.0) * 1024 * 1024)
+    return _megabytes("IRIS_MAX_VIDEO_MB", 2048)
 
 
 def max_upload_bytes() -> int:
     """Largest upload the web server takes (images, imported chats): IRIS_MAX_UPLOAD_MB, default 50."""
-    try:
-        mb = float(os.environ.get("IRIS_MAX_UPLOAD_MB", "50"))
-    except ValueError:
-        mb = 50.0
-    return int(max(mb, 1.0) * 1024 * 1024)
+    return _megabytes("IRIS_MAX_UPLOAD_MB", 50)

@@ -95,3 +95,17 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             f"!!! {len(skipped)} BROWSER TESTS WERE SKIPPED: Chromium is not installed. On Debian/Ubuntu: "
             "sudo apt-get install chromium chromium-driver (then run the tests again) !!!",
             red=True, bold=True)
+
+
+@pytest.fixture
+def services(models_dir):
+    """Services on the real engine with the tiny pair loaded, greedy 8-token replies, history in IRIS_HOME."""
+    from app.chat import GenParams
+    from app.services import build_services
+
+    s = build_services(models_dir, with_history=True)
+    s.params = GenParams(temperature=0.0, max_tokens=8, seed=1)
+    s.load("tiny-llava")
+    yield s
+    s.close()
+    s.history.close()

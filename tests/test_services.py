@@ -14,16 +14,6 @@ from app.services import build_services
 from app.settings import Settings, load_settings, save_settings, settings_path
 
 
-@pytest.fixture
-def services(models_dir, tmp_path):
-    s = build_services(models_dir, with_history=True)
-    s.params = GenParams(temperature=0.0, max_tokens=8, seed=1)
-    s.load("tiny-llava")
-    yield s
-    s.close()
-    s.history.close()
-
-
 def test_reply_is_saved_with_model_and_stats(services, images):
     cid = services.history.create()
     services.ask(cid, "What colour?", [prepare_image(images["red"])])

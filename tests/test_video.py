@@ -19,7 +19,6 @@ from PIL import Image
 from videos import audio_only, moving_square
 
 from app import video
-from app.chat import GenParams
 from app.errors import AppError, UnsupportedVideo
 from app.services import build_services
 
@@ -116,16 +115,6 @@ def test_a_still_gif_is_an_image_and_an_animated_one_a_video(clips, tmp_path):
 
 
 # -- through the services and the real engine (the tiny test pair) ---------------------------------------
-
-@pytest.fixture
-def services(models_dir):
-    s = build_services(models_dir, with_history=True)
-    s.params = GenParams(temperature=0.0, max_tokens=8, seed=1)
-    s.load("tiny-llava")
-    yield s
-    s.close()
-    s.history.close()
-
 
 def test_a_video_goes_to_the_engine_as_frames_each_after_its_time(services, clips):
     cid = services.ask(None, "What happens?", [clips[".mp4"]])
