@@ -98,6 +98,7 @@ class Services:
     _images: dict[str, PreparedImage] = field(default_factory=dict, repr=False)  # recent images, oldest first
     _attached: dict[tuple[str, int, int], PreparedImage] = field(default_factory=dict, repr=False)
     _sampled: dict[tuple, SampledVideo] = field(default_factory=dict, repr=False)  # the video being attached
+    _thumbs: dict[str, str] = field(default_factory=dict, repr=False)  # frames' previews by content hash
     # OpenAI-compatible servers by their root URL; engine is one of them while one of their models is picked.
     remotes: dict[str, Any] = field(default_factory=dict)
     local: Any = None  # the engine for installed models (LlamaCppEngine, the worker, or a fake)
@@ -212,25 +213,35 @@ class Services:
         model = self.engine.model
         if model is None or not images:
             return None
-        if self._costs_model is not model:
-            self._costs, self._costs_model = {}, model
         clip = None
         images, videos = _split_videos(images)
         if videos:
             clip = self.video_frames(cid, videos, images)
             images = clip.frames
-        per_image = []
-        for img in map(self._prepared, images):
-            if img.sha256 not in self._costs:
-                self._costs[img.sha256] = int(self.engine.image_cost(img))
-            per_image.append(self._costs[img.sha256])
+        per_image = [self._cost(img) for img in map(self._prepared, images)]
         if not any(per_image):
             return None  # a server that does not say what images cost
         usage = self.usage(cid) if cid and self.history is not None else None
         return AttachmentCost(per_image, usage.used if usage else 0, int(getattr(model, "n_ctx", 0)),
                               int(getattr(model, "max_images", 0)), clip.name if clip else "",
                               clip.times if clip else [], clip.sample_s if clip else 0.0,
-                              [thumbnail_uri(f) for f in clip.frames] if clip else [])
+                              [self._thumb(f) for f in clip.frames] if clip else [])
+
+    def _cost(self, img: PreparedImage) -> int:
+        """What one image costs the loaded model, asked once per image (the input box asks on every change)."""
+        if self._costs_model is not self.engine.model:
+            self._costs, self._costs_model = {}, self.engine.model
+        if img.sha256 not in self._costs:
+            self._costs[img.sha256] = int(self.engine.image_cost(img))
+        return self._costs[img.sha256]
+
+    def _thumb(self, img: PreparedImage) -> str:
+        """A frame's small preview, made once per frame."""
+        if img.sha256 not in self._thumbs:
+            if len(self._thumbs) >= 256:
+                self._thumbs.clear()
+            self._thumbs[img.sha256] = thumbnail_uri(img)
+        return self._thumbs[img.sha256]
 
     def video_frames(self, cid: str | None, videos: list[Path], images: Sequence[object]) -> SampledVideo:
         """A message's video as the frames the loaded model will see: sampled at the Settings' rate, then fewer
@@ -260,7 +271,7 @@ class Services:
                 self._sampled = {key: clip}  # the one being attached: a video's frames are large
         if model is None or not hasattr(self.engine, "image_cost"):
             return clip
-        each = int(self.engine.image_cost(clip.frames[0]))  # every frame has the same size
+        each = self._cost(clip.frames[0])  # every frame has the same size
         if not each:
             return clip
         usage = self.usage(cid) if cid and self.history is not None else None
@@ -515,8 +526,14 @@ def frame_labels(times: Sequence[float]) -> list[str]:
 
 def _split_videos(items: Sequence[PreparedImage | str | Path]) -> tuple[list[PreparedImage | str | Path], list[Path]]:
     """A message's attachments as (images, video files), by file name."""
-    videos = [Path(i) for i in items if isinstance(i, (str, Path)) and is_video(i)]
-    return [i for i in items if not (isinstance(i, (str, Path)) and is_video(i))], videos
+    images: list[PreparedImage | str | Path] = []
+    videos: list[Path] = []
+    for item in items:
+        if isinstance(item, (str, Path)) and is_video(item):
+            videos.append(Path(item))
+        else:
+            images.append(item)
+    return images, videos
 
 
 def build_services(models_dir: Path | None = None, engine: Engine | None = None,
