@@ -400,7 +400,7 @@ def load_model(s: Services, ui: Parts, name: str | None) -> Update:
     """An installed model loaded (a failure leaves the previous one loaded, and says so)."""
     try:
         if not name:
-            raise AppError(say("Pick a model from the list first."))
+            raise AppError("Pick a model from the list first.")  # shown through toast(), in the page's language
         pair = s.load(name)
     except AppError as exc:
         gr.Warning(toast(exc))
@@ -418,7 +418,7 @@ def load_files(s: Services, ui: Parts, lm: str, mmproj: str) -> Update:
     """Two files given by path loaded as a pair."""
     try:
         if not lm or not mmproj:
-            raise AppError(say("Give the paths of both files: the LM .gguf and its mmproj .gguf."))
+            raise AppError("Give the paths of both files: the LM .gguf and its mmproj .gguf.")
         pair = s.load_files(Path(lm.strip()), Path(mmproj.strip()))
     except AppError as exc:
         gr.Warning(toast(exc))
