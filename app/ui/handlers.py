@@ -40,6 +40,7 @@ from app.ui.views import (
     recommendation,
     shortcuts_html,
     toast,
+    told,
 )
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ def shows_app_errors(fn: Callable) -> Callable:
         if isinstance(exc, gr.Error):
             return exc
         if isinstance(exc, AppError):
-            return gr.Error(toast(exc))
+            return gr.Error(told(exc))
         logger.exception("unexpected error in %s", fn.__name__)
         if os.environ.get("IRIS_RAISE_ERRORS"):
             return exc
@@ -239,7 +240,7 @@ def select_conv(s: Services, ui: Parts, cid: str | None) -> Update:
     try:
         return {ui.cid: cid, **show(s, ui, cid), ui.notice: ""}
     except AppError as exc:
-        gr.Warning(toast(exc))
+        gr.Warning(told(exc))
         return {ui.cid: cid, **show(s, ui, None), ui.notice: ""}
 
 
@@ -292,7 +293,7 @@ def import_conv(s: Services, ui: Parts, file: Any) -> Update:
     try:
         cid = s.history.import_file(path)
     except AppError as exc:
-        gr.Warning(toast(exc))
+        gr.Warning(told(exc))
         return {ui.cid: gr.skip()}
     out = {ui.conversations: gr.update(choices=conv_choices(s), value=cid), ui.cid: cid, **show(s, ui, cid)}
     gr.Info(say("Imported “{title}”.", title=toast(out[ui.title])))
@@ -314,7 +315,7 @@ def add_user_turn(s: Services, ui: Parts, message: dict, cid: str | None, system
     try:
         cid = s.ask(cid, (message or {}).get("text", ""), _files(message), system=system or "")
     except AppError as exc:
-        gr.Warning(toast(exc))
+        gr.Warning(told(exc))
         return {ui.accepted: False}  # the message stays in the box to fix; nothing else changes
     shown = conversation_view(s, cid)
     return {ui.cid: cid, ui.chatbot: chat_messages(shown.messages), ui.index: shown.stored_at, ui.map: shown.map,
@@ -332,11 +333,11 @@ def stream(s: Services, ui: Parts, cid: str, run: Callable[[], Reply]) -> Iterat
             bubble["content"] = reply.text
             yield {ui.chatbot: msgs + [bubble]}
     except AppError as exc:
-        gr.Warning(toast(exc))
+        gr.Warning(told(exc))
         yield {**show(s, ui, cid), ui.notice: f"⚠️ {plain(say(str(exc)))}"}
         return
     if reply.notice:
-        gr.Warning(toast(reply.notice))
+        gr.Warning(told(reply.notice))
     yield {**show(s, ui, cid), ui.notice: plain(say(reply.notice)) if reply.notice else ""}
 
 
@@ -384,7 +385,7 @@ def switch_version(s: Services, ui: Parts, cid: str | None, command: str) -> Upd
     try:
         s.switch_version(cid, mid, 1 if step > 0 else -1)
     except AppError as exc:
-        gr.Warning(toast(exc))
+        gr.Warning(told(exc))
     return {**show(s, ui, cid), ui.notice: ""}
 
 
@@ -400,10 +401,10 @@ def load_model(s: Services, ui: Parts, name: str | None) -> Update:
     """An installed model loaded (a failure leaves the previous one loaded, and says so)."""
     try:
         if not name:
-            raise AppError("Pick a model from the list first.")  # shown through toast(), in the page's language
+            raise AppError("Pick a model from the list first.")  # shown through told(), in the page's language
         pair = s.load(name)
     except AppError as exc:
-        gr.Warning(toast(exc))
+        gr.Warning(told(exc))
         return {ui.status: load_failed(s, exc), ui.seen: _loaded_name(s)}
     return {ui.status: model_status(s, pair.name), ui.seen: _loaded_name(s)}
 
@@ -421,7 +422,7 @@ def load_files(s: Services, ui: Parts, lm: str, mmproj: str) -> Update:
             raise AppError("Give the paths of both files: the LM .gguf and its mmproj .gguf.")
         pair = s.load_files(Path(lm.strip()), Path(mmproj.strip()))
     except AppError as exc:
-        gr.Warning(toast(exc))
+        gr.Warning(told(exc))
         line = load_failed(s, exc)
         return {ui.files_status: line, ui.status: line, ui.seen: _loaded_name(s)}
     gr.Info(say("Loaded {name}.", name=toast(pair.name)))
@@ -440,7 +441,7 @@ def add_server(s: Services, ui: Parts, url: str, key: str) -> Update:
     try:
         names = s.add_server(url, key)
     except AppError as exc:
-        gr.Warning(toast(exc))
+        gr.Warning(told(exc))
         return {ui.server_status: f"⚠️ {plain(say(str(exc)))}"}
     view = model_view(s)
     listed = ", ".join(plain(n.split(" @ ")[0]) for n in names) or say("none")
@@ -534,7 +535,7 @@ def remove_model(s: Services, ui: Parts, name: str | None) -> Update:
             freed = s.remove(name)
             gr.Info(say("Removed {name}; {size} freed.", name=toast(name), size=human_size(freed)))
         except AppError as exc:
-            gr.Warning(toast(exc))
+            gr.Warning(told(exc))
     view = model_view(s)
     return {ui.installed: view.installed, ui.remove_name: gr.update(choices=view.real, value=None),
             ui.model: gr.update(choices=view.choices, value=current_model(s, view.choices))}

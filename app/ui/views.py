@@ -146,7 +146,12 @@ def plain(text: object) -> str:
 
 def toast(text: object) -> str:
     """Text for a toast (rendered as HTML) exactly as written."""
-    return html.escape(say(str(text)), quote=False)
+    return html.escape(str(text), quote=False)
+
+
+def told(what: object) -> str:
+    """An error or notice for a toast, in the page's language (a name goes through toast() as it is)."""
+    return toast(say(str(what)))
 
 
 def attachment_line(cost: Any) -> str:
