@@ -170,7 +170,8 @@ def _by_seeking(container: object, stream: object, times: list[float]) -> list[t
         except Exception:  # noqa: BLE001 - a file that cannot seek is read from its start instead
             logger.info("seek failed; reading from the start")
             container.seek(0)  # type: ignore[attr-defined]
-            return _from_start(container, stream, len(times) / max(times[-1] * 2, 1e-3), len(times))
+            # plan()'s first time is half a slice: the same spacing from the start.
+            return _from_start(container, stream, 1 / (2 * times[0]) if times[0] > 0 else DEFAULT_FPS, len(times))
         last, reached = None, False
         for n, frame in enumerate(container.decode(stream)):  # type: ignore[attr-defined]
             last = frame
@@ -197,7 +198,8 @@ def _from_start(container: object, stream: object, fps: float, max_frames: int) 
     for n, frame in enumerate(container.decode(stream)):  # type: ignore[attr-defined]
         if n >= MAX_DECODED or len(out) >= max_frames:
             break
-        t = _time(frame, stream) or n / 25
+        t = _time(frame, stream)
+        t = n / 25 if t is None else t  # a frame without a time: assume 25 frames a second
         if t >= next_t:
             out.append((t, _png(frame)))
             next_t = t + 1 / fps
